@@ -1,0 +1,62 @@
+"""A deterministic, dependency-free lexical embedding.
+
+It hashes word unigrams and bigrams into a fixed number of buckets and
+L2-normalises the counts. It knows no synonyms, so it is no substitute for a
+real model, but it needs no download: it serves tests, offline demos, and
+machines with no internet. Chroma accepts it as an embedding function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class HashingEmbedding:
+    """``HashingEmbedding(dim=256)(["text", ...]) -> [[float, ...], ...]``."""
+
+    def __init__(self, dim: int = 256) -> None:
+        if dim < 8:
+            raise ValueError("HashingEmbedding needs dim >= 8")
+        self.dim = dim
+
+    def __call__(self, input: Sequence[str]) -> list[list[float]]:  # noqa: A002 - Chroma's parameter name
+        return [self.embed_one(text) for text in input]
+
+    def embed_one(self, text: str) -> list[float]:
+        vec = [0.0] * self.dim
+        words = _WORD.findall(text.lower())
+        for token in words + [a + " " + b for a, b in zip(words, words[1:])]:
+            digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+            vec[int.from_bytes(digest[:4], "little") % self.dim] += 1.0 if digest[4] & 1 else -1.0
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+    # Chroma's EmbeddingFunction protocol also asks for these.
+    def embed_query(self, input: Sequence[str]) -> list[list[float]]:  # noqa: A002
+        return self(input)
+
+    @staticmethod
+    def name() -> str:
+        return "deeprecall-hashing"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"dim": self.dim}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> HashingEmbedding:
+        return HashingEmbedding(int(config.get("dim", 256)))
+
+    def is_legacy(self) -> bool:
+        return False
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:
+        return ["cosine", "l2", "ip"]

@@ -1,0 +1,88 @@
+"""DeepRecall's error tree. Every error a user can see is one of these.
+
+    DeepRecallError
+    ├── ConfigError            bad config or arguments; the message names the fix
+    │   └── MissingDependencyError   an optional extra is not installed
+    ├── ProviderError          an LLM backend failed (auth, network, bad response)
+    │   └── MissingAPIKeyError       no key for a backend that needs one
+    ├── SandboxError           the sandbox could not start or broke its protocol
+    ├── VectorStoreError       the store failed or does not fit (dimension, schema)
+    │   └── FilterError              a filter is not in DeepRecall's filter language
+    └── QueryLimitExceeded     a per-query limit tripped (internal; surfaces as result.error)
+
+Vendor errors are mapped at each adapter's edge with ``raise ... from e`` so that
+callers catch one tree. Messages never contain secrets: see ``redact``.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SECRET_PATTERNS = [
+    re.compile(r"sk-[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"AIza[0-9A-Za-z_\-]{10,}"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
+    re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"),
+]
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """Remove known secrets and anything shaped like an API key from ``text``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
+    return text
+
+
+class DeepRecallError(Exception):
+    """Base of every error DeepRecall raises on purpose."""
+
+
+class ConfigError(DeepRecallError, ValueError):
+    """The configuration or an argument is wrong. The message says how to fix it."""
+
+
+class MissingDependencyError(ConfigError, ImportError):
+    """An optional dependency is missing; the message names the pip extra."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package. Install it with: pip install 'deeprecall[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class ProviderError(DeepRecallError):
+    """An LLM backend call failed. ``retryable`` tells pools whether to fail over."""
+
+    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None) -> None:
+        super().__init__(redact(message))
+        self.retryable = retryable
+        self.status = status
+
+
+class MissingAPIKeyError(ProviderError, ConfigError):
+    """A backend needs a key that is not set. The message names the env var."""
+
+
+class SandboxError(DeepRecallError):
+    """The sandbox failed to start, died, or broke the worker protocol."""
+
+
+class VectorStoreError(DeepRecallError):
+    """The vector store failed or does not match what DeepRecall was told."""
+
+
+class FilterError(VectorStoreError, ConfigError):
+    """A filter is not in DeepRecall's filter language."""
+
+
+class QueryLimitExceeded(DeepRecallError):
+    """A per-query limit tripped. The engine turns this into ``result.error``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,0 +1,40 @@
+"""The Protocol every LLM backend implements.
+
+A ``ChatModel`` is stateless with respect to usage: it returns token counts and
+cost on each ``Completion`` and the engine's per-query meter adds them up. That
+is what keeps concurrent queries on one engine from mixing their usage.
+Implementations must be safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat completion. ``cost_usd`` is None when nobody knows the price."""
+
+    text: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """One configured LLM: a backend, a model name, its credentials.
+
+    ``model_name`` is the name ``llm_query(model=...)`` selects it by.
+    ``complete`` raises ``ProviderError`` (with ``retryable`` set for 429/5xx/timeouts).
+    """
+
+    model_name: str
+
+    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion: ...
+
+    def close(self) -> None: ...

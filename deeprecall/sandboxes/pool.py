@@ -1,0 +1,93 @@
+"""A warm pool of started workers, for every sandbox kind.
+
+Starting a worker costs ~20 ms for a local process, ~2 s for a container and
+more for a cloud sandbox, so the pool keeps ``size`` of them handshaken and
+idle. ``acquire`` hands one out (never to a second query) and a background
+thread starts its replacement.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from deeprecall.errors import SandboxError
+from deeprecall.sandboxes.base import Sandbox
+from deeprecall.sandboxes.protocol import WorkerSession
+
+
+class WorkerPool:
+    def __init__(self, sandbox: Sandbox, *, size: int = 2, start_timeout: float = 30.0) -> None:
+        self.sandbox = sandbox
+        self.size = max(0, size)
+        self.start_timeout = start_timeout
+        self._idle: deque[WorkerSession] = deque()
+        self._cond = threading.Condition()
+        self._starting = 0
+        self._closed = False
+        self._last_error: Exception | None = None
+
+    def spawn(self) -> WorkerSession:
+        """Start and handshake one worker now, on the caller's thread."""
+        channel = self.sandbox.start_worker()
+        session = WorkerSession(channel)
+        try:
+            session.handshake(self.start_timeout)
+        except BaseException:
+            session.kill()
+            raise
+        return session
+
+    def acquire(self) -> WorkerSession:
+        with self._cond:
+            if self._closed:
+                raise SandboxError("the sandbox pool is closed; create a new DeepRecall engine")
+            session = None
+            while self._idle:
+                candidate = self._idle.popleft()
+                if candidate.alive:
+                    session = candidate
+                    break
+            self._refill_locked()
+        return session if session is not None else self.spawn()
+
+    def warm(self, count: int | None = None) -> None:
+        """Start workers until ``count`` (default: size) are idle; block until they are."""
+        target = self.size if count is None else count
+        with self._cond:
+            self.size = max(self.size, target)
+            self._refill_locked()
+            while len(self._idle) < target and self._starting and not self._closed:
+                self._cond.wait(timeout=1.0)
+        if self._last_error is not None and not self._idle:
+            raise SandboxError(f"could not start sandbox workers: {self._last_error}")
+
+    def _refill_locked(self) -> None:
+        missing = self.size - len(self._idle) - self._starting
+        for _ in range(max(0, missing)):
+            self._starting += 1
+            threading.Thread(target=self._refill_one, name="deeprecall-pool", daemon=True).start()
+
+    def _refill_one(self) -> None:
+        session: WorkerSession | None = None
+        try:
+            session = self.spawn()
+            self._last_error = None
+        except Exception as e:  # reported by warm(); acquire() retries synchronously
+            self._last_error = e
+        with self._cond:
+            self._starting -= 1
+            if session is not None:
+                if self._closed:
+                    session.kill()
+                else:
+                    self._idle.append(session)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = list(self._idle), deque()
+            self._cond.notify_all()
+        for session in idle:
+            session.kill()
