@@ -1,0 +1,1 @@
+"""Test helpers shipped with DeepRecall: a scripted LLM server for your own tests."""
