@@ -17,6 +17,11 @@ OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
 _OPENAI_OPTIONS = {"api_key", "base_url", "timeout", "max_retries", "default_headers", "organization", "sampling_args", "pricing"}
 
 
+def known_backends() -> list[str]:
+    """Every ``backend`` value ``build_chat_model`` accepts."""
+    return ["openai", "vllm"]
+
+
 def build_chat_model(backend: str, kwargs: dict[str, Any]) -> ChatModel:
     """Build the model for one backend entry; raise ``ConfigError`` naming the fix."""
     options = dict(kwargs)

@@ -1,0 +1,141 @@
+"""``DeepRecall``: attach a store, ask questions.
+
+An engine builds its LLM clients and its sandbox pool once and shares them
+between queries (connection pools and warm workers are the expensive part).
+Everything that changes during a query lives in that query's ``QueryRun``,
+so ``query()`` is safe to call from many threads at once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from deeprecall.config import DeepRecallConfig
+from deeprecall.engine.run import QueryRun
+from deeprecall.errors import ConfigError, ProviderError, QueryLimitExceeded, SandboxError
+from deeprecall.providers import ChatModel, build_chat_model
+from deeprecall.results import QueryResult
+from deeprecall.sandboxes import build_sandbox
+from deeprecall.sandboxes.pool import WorkerPool
+from deeprecall.sandboxes.protocol import WorkerSession
+from deeprecall.vectorstores import filters as filter_language
+from deeprecall.vectorstores.base import VectorStore
+
+TOOL_DOCS = {"search_db": {"tool": None, "description": "search_db(query, top_k=5, filters=None) -> list of hits; see below"}}
+
+
+class DeepRecall:
+    """``DeepRecall(vectorstore=store, config=DeepRecallConfig(...))``, or pass config fields as keywords."""
+
+    def __init__(self, vectorstore: VectorStore, config: DeepRecallConfig | None = None, **settings: Any) -> None:
+        if not isinstance(vectorstore, VectorStore):
+            raise ConfigError(f"vectorstore must implement deeprecall.vectorstores.VectorStore (search, count, describe, "
+                              f"add_documents); got {type(vectorstore).__name__}")
+        if config is None:
+            config = DeepRecallConfig.build(**settings)
+        elif settings:
+            config = DeepRecallConfig.build(**{**config.model_dump(), **settings})
+        self.config = config
+        self.store = vectorstore
+        self._root = build_chat_model(config.backend, dict(config.backend_kwargs))
+        self._subs = [build_chat_model(b, dict(k)) for b, k in zip(config.other_backends, config.other_backend_kwargs)]
+        self._check_prices([self._root, *self._subs])
+        self.sandbox = build_sandbox(config.environment, dict(config.environment_kwargs))
+        self._pool = WorkerPool(self.sandbox, size=self.sandbox.settings.pool_size,
+                                start_timeout=self.sandbox.settings.start_timeout)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"DeepRecall(store={self.store!r}, backend={self.config.backend!r}, environment={self.config.environment!r})"
+
+    def _check_prices(self, models: list[ChatModel]) -> None:
+        if self.config.max_cost_usd is None:
+            return
+        unpriced = [m.model_name for m in models if not getattr(m, "has_price", False)]
+        if unpriced:
+            raise ConfigError(f"max_cost_usd is set but the price of {unpriced} is unknown; add "
+                              "backend_kwargs['pricing'] (USD per token: {'input': ..., 'output': ...}) for them")
+
+    # -- public API ----------------------------------------------------------
+    def query(self, question: str, filters: dict[str, Any] | None = None, *, top_k: int | None = None) -> QueryResult:
+        """Answer ``question`` from the store. ``filters`` is enforced on every search."""
+        if self._closed:
+            raise ConfigError("this DeepRecall engine is closed; create a new one")
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("query() needs a non-empty question string")
+        if top_k is not None and not 1 <= top_k <= self.config.max_top_k:
+            raise ConfigError(f"top_k must be between 1 and max_top_k={self.config.max_top_k}")
+        enforced = filter_language.combine(self.config.filters, filter_language.validate(filters))
+        run = QueryRun(question=question, store=self.store, root=self._root, subs=self._subs, config=self.config,
+                       enforced_filters=enforced, top_k=top_k or self.config.top_k)
+        return self._execute(run)
+
+    def warm(self, workers: int | None = None) -> None:
+        """Start sandbox workers now rather than at the first queries."""
+        self._pool.warm(workers)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+        self.sandbox.close()
+        for model in [self._root, *self._subs]:
+            model.close()
+
+    def __enter__(self) -> DeepRecall:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one query -----------------------------------------------------------
+    def _execute(self, run: QueryRun) -> QueryResult:
+        from deeprecall.engine.rlm_adapter import DeepRecallRLM, WorkerREPL, best_partial_answer
+
+        rlm: DeepRecallRLM | None = None
+        env: WorkerREPL | None = None
+        answer, error, message = "", None, None
+        try:
+            env = WorkerREPL(run, self._start_worker(run), restart=lambda: self._start_worker(run),
+                             cell_timeout=self.sandbox.settings.cell_timeout)
+            rlm = DeepRecallRLM(run, env, max_iterations=self.config.max_iterations, tool_docs=TOOL_DOCS)
+            answer = rlm.completion(self._context(run), root_prompt=run.question).response
+            if run.stop is not None:
+                raise run.stop
+        except QueryLimitExceeded as e:
+            answer, error, message = best_partial_answer(run, rlm), e.reason, str(e)
+        except ProviderError as e:
+            answer, error, message = best_partial_answer(run, rlm), "llm_error", str(e)
+        except SandboxError as e:
+            answer, error, message = best_partial_answer(run, rlm), "sandbox_failed", str(e)
+        finally:
+            if env is not None:
+                env.cleanup()
+        return QueryResult(question=run.question, answer=answer, sources=self._sources(run), steps=run.steps,
+                           usage=run.usage, error=error, error_message=message, seconds=time.monotonic() - run.started)
+
+    def _start_worker(self, run: QueryRun) -> WorkerSession:
+        session = self._pool.acquire()
+        settings = self.sandbox.settings
+        try:
+            session.init(context=self._context(run), handler=run.handle_call, output_cap=settings.output_cap,
+                         limits=settings.limits(), timeout=settings.start_timeout)
+        except BaseException:
+            session.kill()
+            raise
+        return session
+
+    def _context(self, run: QueryRun) -> dict[str, Any]:
+        return {"question": run.question, "store": self.store.describe(), "default_top_k": run.top_k,
+                "scoped_by_host": run.enforced_filters is not None}
+
+    @staticmethod
+    def _sources(run: QueryRun) -> list[Any]:
+        cited = run.answer_state.get("sources")
+        if isinstance(cited, list) and cited:
+            chosen = [run.sources[i] for i in dict.fromkeys(cited) if i in run.sources]
+            if chosen:
+                return chosen
+        return list(run.sources.values())

@@ -1,0 +1,186 @@
+"""The one module that touches rlms. It supplies rlms's loop with our client and
+our environment, and keeps rlms's prompts, parsing and iteration logic.
+
+rlms 0.1.3 hard-wires its own client and environment factories inside
+``RLM._spawn_completion_context``; we override that method (and two small
+hooks) in a subclass instead of copying rlms code:
+
+- ``RootClient`` is an rlms ``BaseLM`` over a DeepRecall ``ChatModel``; it
+  meters usage into the query's ``QueryRun``.
+- ``WorkerREPL`` is an rlms environment over a sandbox ``WorkerSession``: the
+  model's code runs in a separate worker process, never in the host.
+- ``DeepRecallRLM`` adds what 0.1.3 dropped or never had: ``FINAL(...)`` and
+  ``FINAL_VAR(...)`` written in the reply, ```python blocks when no ```repl
+  block is present, and stopping when the model has clearly answered.
+
+rlms calls ``load_dotenv()`` on import, so this module is imported lazily by
+the engine, at the first query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rlm import RLM
+from rlm.clients.base_lm import BaseLM
+from rlm.core.lm_handler import LMHandler
+from rlm.core.types import CodeBlock, ModelUsageSummary, REPLResult, RLMIteration, UsageSummary
+from rlm.environments.base_env import NonIsolatedEnv
+from rlm.utils.parsing import find_code_blocks
+from rlm.utils.prompts import RLM_SYSTEM_PROMPT
+
+from deeprecall.engine.prompts import SEARCH_GUIDE
+from deeprecall.engine.run import QueryRun
+from deeprecall.errors import QueryLimitExceeded, SandboxError
+from deeprecall.sandboxes.protocol import CellResult, WorkerSession
+
+SYSTEM_PROMPT = RLM_SYSTEM_PROMPT + SEARCH_GUIDE
+_PYTHON_BLOCK = re.compile(r"```(?:python|py)\s*\n(.*?)\n```", re.DOTALL)
+_ANY_BLOCK = re.compile(r"```.*?```", re.DOTALL)
+_FINAL_VAR = re.compile(r"FINAL_VAR\(\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?\s*\)")
+_FINAL = re.compile(r"FINAL\((.*)\)", re.DOTALL)
+_FINAL_HEADING = re.compile(r"^\s*(?:\*\*|#+\s*)?final answer(?:\*\*)?\s*:\s*(.+)", re.IGNORECASE | re.DOTALL)
+MAX_WORKER_RESTARTS = 2
+
+
+class RootClient(BaseLM):
+    """rlms's view of the root model."""
+
+    def __init__(self, run: QueryRun) -> None:
+        super().__init__(model_name=run.root.model_name)
+        self.run = run
+
+    def completion(self, prompt: str | dict[str, Any] | list[dict[str, Any]]) -> str:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)  # type: ignore[arg-type]
+        return self.run.complete_root(messages).text
+
+    async def acompletion(self, prompt: str | dict[str, Any]) -> str:
+        return await asyncio.to_thread(self.completion, prompt)
+
+    def get_usage_summary(self) -> UsageSummary:
+        return UsageSummary({m: ModelUsageSummary(u.calls, u.input_tokens, u.output_tokens, u.cost_usd)
+                             for m, u in self.run.usage.root.items()})
+
+    def get_last_usage(self) -> ModelUsageSummary:
+        return ModelUsageSummary(0, 0, 0, None)
+
+
+class WorkerREPL(NonIsolatedEnv):
+    """An rlms environment whose REPL lives in a sandboxed worker process."""
+
+    def __init__(self, run: QueryRun, session: WorkerSession, *, restart: Any, cell_timeout: float) -> None:
+        super().__init__(persistent=False, depth=1)
+        self.run = run
+        self.session = session
+        self._restart = restart
+        self._restarts = 0
+        self.cell_timeout = cell_timeout
+
+    def setup(self) -> None:
+        return None
+
+    def load_context(self, context_payload: dict[Any, Any] | list[Any] | str) -> None:
+        return None
+
+    def execute_code(self, code: str) -> REPLResult:
+        self.run.check()
+        deadline = self.run.deadline
+        try:
+            cell = self.session.execute(code, timeout=self.cell_timeout, hard_deadline=deadline)
+        except SandboxError as e:
+            return self._after_failure(e)
+        self.run.answer_state = cell.answer
+        self.run.check()  # a limit that tripped inside the cell ends the query now
+        return to_repl_result(cell)
+
+    def read_var(self, name: str) -> str | None:
+        return self.session.read_var(name)
+
+    def _after_failure(self, error: SandboxError) -> REPLResult:
+        self.run.check()
+        if getattr(error, "hung", False):
+            raise QueryLimitExceeded("cell_timeout", f"a cell ignored its {self.cell_timeout:g}s timeout and its worker was killed")
+        if self._restarts >= MAX_WORKER_RESTARTS:
+            raise error
+        self._restarts += 1
+        self.session.kill()
+        self.session = self._restart()
+        note = (f"The REPL process died ({str(error).splitlines()[0]}). A fresh REPL was started: "
+                "variables from earlier cells are gone, `answer` was reset.")
+        return REPLResult(stdout="", stderr=note, locals={})
+
+    def cleanup(self) -> None:
+        self.session.kill()
+
+
+def to_repl_result(cell: CellResult) -> REPLResult:
+    final = cell.answer.get("content") if cell.answer.get("ready") else None
+    return REPLResult(stdout=cell.stdout, stderr=cell.stderr, locals=dict.fromkeys(cell.variables, ""),
+                      final_answer=None if final is None else str(final))
+
+
+class DeepRecallRLM(RLM):
+    """rlms's loop with DeepRecall's client, environment and answer detection."""
+
+    def __init__(self, run: QueryRun, env: WorkerREPL, *, max_iterations: int, tool_docs: dict[str, Any]) -> None:
+        super().__init__(backend_kwargs={"model_name": run.root.model_name}, max_iterations=max_iterations,
+                         custom_system_prompt=SYSTEM_PROMPT, custom_tools=tool_docs)
+        self.run = run
+        self.env = env
+
+    @contextmanager
+    def _spawn_completion_context(self, prompt: str | dict[str, Any]) -> Iterator[tuple[LMHandler, WorkerREPL]]:
+        yield LMHandler(RootClient(self.run)), self.env
+
+    def _completion_turn(self, prompt: str | dict[str, Any], lm_handler: LMHandler, environment: Any) -> RLMIteration:
+        step = self.run.begin_step()
+        response = lm_handler.completion(prompt)  # type: ignore[arg-type]
+        sources = find_code_blocks(response) or [m.strip() for m in _PYTHON_BLOCK.findall(response)]
+        blocks: list[CodeBlock] = []
+        for code in sources:
+            result = environment.execute_code(code)
+            blocks.append(CodeBlock(code=code, result=result))
+            if result.final_answer is not None:
+                break
+        if not any(b.result.final_answer is not None for b in blocks):
+            final = self._final_from_reply(response, ran_code=bool(blocks))
+            if final is not None:
+                blocks.append(CodeBlock(code="# answer given in the reply", result=REPLResult("", "", {}, final_answer=final)))
+        step.response, step.code = response, [b.code for b in blocks]
+        step.output = "\n".join(b.result.stdout + b.result.stderr for b in blocks)
+        return RLMIteration(prompt=prompt, response=response, code_blocks=blocks)
+
+    def _final_from_reply(self, response: str, *, ran_code: bool) -> str | None:
+        """The model has clearly answered, even without ``answer["ready"] = True``."""
+        prose = _ANY_BLOCK.sub("", response)
+        match = _FINAL_VAR.search(prose)
+        if match:
+            return self.env.read_var(match.group(1))
+        match = _FINAL.search(prose)
+        if match:
+            return match.group(1).strip().strip("\"'")
+        if ran_code:
+            return None
+        drafted = str(self.run.answer_state.get("content") or "").strip()
+        if drafted:
+            return drafted
+        match = _FINAL_HEADING.match(prose)
+        return match.group(1).strip() if match else None
+
+    def _default_answer(self, message_history: list[dict[str, Any]], lm_handler: LMHandler) -> str:
+        self.run.trip("max_iterations", f"the model did not submit an answer within max_iterations={self.max_iterations}")
+        drafted = str(self.run.answer_state.get("content") or "").strip()
+        return drafted or ""
+
+
+def best_partial_answer(run: QueryRun, rlm: DeepRecallRLM | None) -> str:
+    """What to return when a limit ends the query: the drafted answer, else the last prose."""
+    drafted = str(run.answer_state.get("content") or "").strip()
+    if drafted:
+        return drafted
+    last = getattr(rlm, "_best_partial_answer", None) or ""
+    return _ANY_BLOCK.sub("", last).strip()

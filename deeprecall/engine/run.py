@@ -1,0 +1,194 @@
+"""One query's state on the host: its budget, its trace, and the tools it serves.
+
+Everything here belongs to exactly one query, so concurrent queries on one
+engine share nothing mutable. Limits are counted under a lock, because the
+model's code may call tools from several threads and batches run in parallel.
+A tripped limit is remembered in ``stop`` and raised at the next spending
+action (an LLM call, a search, the end of a cell), so no work is lost mid-call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from deeprecall.config import DeepRecallConfig
+from deeprecall.errors import DeepRecallError, FilterError, ProviderError, QueryLimitExceeded
+from deeprecall.providers.base import ChatModel, Completion, Message
+from deeprecall.results import ModelUsage, SearchCall, Source, Step, SubCall, Usage
+from deeprecall.sandboxes.protocol import ToolRefused
+from deeprecall.vectorstores import filters as filter_language
+from deeprecall.vectorstores.base import Filter, VectorStore
+
+MAX_PROMPT_CHARS = 2_000_000
+MAX_BATCH = 200
+
+
+class QueryRun:
+    def __init__(self, *, question: str, store: VectorStore, root: ChatModel, subs: list[ChatModel],
+                 config: DeepRecallConfig, enforced_filters: Filter | None, top_k: int) -> None:
+        self.question = question
+        self.store = store
+        self.root = root
+        self.subs = {m.model_name: m for m in subs}
+        self.default_sub = subs[0] if subs else root
+        self.config = config
+        self.enforced_filters = enforced_filters
+        self.top_k = top_k
+        self.usage = Usage()
+        self.steps: list[Step] = []
+        self.sources: dict[str, Source] = {}
+        self.answer_state: dict[str, Any] = {}
+        self.stop: QueryLimitExceeded | None = None
+        self.started = time.monotonic()
+        self.deadline = self.started + config.max_seconds if config.max_seconds else None
+        self._lock = threading.Lock()
+
+    # -- budget -----------------------------------------------------------
+    def trip(self, reason: str, message: str) -> QueryLimitExceeded:
+        with self._lock:
+            if self.stop is None:
+                self.stop = QueryLimitExceeded(reason, message)
+            return self.stop
+
+    def check(self) -> None:
+        """Raise the tripped limit, if any; trip max_seconds if time is up."""
+        if self.stop is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.trip("max_seconds", f"the query ran past max_seconds={self.config.max_seconds}")
+        if self.stop is not None:
+            raise self.stop
+
+    def seconds_left(self) -> float | None:
+        return None if self.deadline is None else max(0.01, self.deadline - time.monotonic())
+
+    def _meter(self, table: dict[str, ModelUsage], completion: Completion) -> None:
+        cfg = self.config
+        with self._lock:
+            table.setdefault(completion.model, ModelUsage()).add(
+                completion.input_tokens, completion.output_tokens, completion.cost_usd)
+            tokens, cost = self.usage.total_tokens, self.usage.total_cost_usd or 0.0
+        if cfg.max_tokens is not None and tokens > cfg.max_tokens:
+            self.trip("max_tokens", f"the query used {tokens} tokens, over max_tokens={cfg.max_tokens}")
+        if cfg.max_cost_usd is not None and cost > cfg.max_cost_usd:
+            self.trip("max_cost_usd", f"the query cost ${cost:.6f}, over max_cost_usd={cfg.max_cost_usd}")
+
+    # -- LLM calls --------------------------------------------------------
+    def complete_root(self, messages: list[Message]) -> Completion:
+        self.check()
+        completion = self.root.complete(messages, timeout=self.seconds_left())
+        self._meter(self.usage.root, completion)
+        return completion
+
+    def complete_sub(self, prompt: str, model: ChatModel) -> str:
+        self.check()
+        started = time.monotonic()
+        try:
+            completion = model.complete([{"role": "user", "content": prompt}], timeout=self.seconds_left())
+        except ProviderError as e:
+            self._record_sub(SubCall(model.model_name, prompt, "", 0, 0, time.monotonic() - started, str(e)))
+            raise
+        self._meter(self.usage.sub, completion)
+        self._record_sub(SubCall(model.model_name, prompt, completion.text, completion.input_tokens,
+                                 completion.output_tokens, time.monotonic() - started))
+        return completion.text
+
+    # -- steps ------------------------------------------------------------
+    def begin_step(self) -> Step:
+        with self._lock:
+            step = Step(index=len(self.steps) + 1)
+            self.steps.append(step)
+            return step
+
+    def _current_step(self) -> Step:
+        return self.steps[-1] if self.steps else self.begin_step()
+
+    def _record_sub(self, call: SubCall) -> None:
+        with self._lock:
+            self._current_step().sub_calls.append(call)
+
+    # -- tools served to the worker ----------------------------------------
+    def handle_call(self, fn: str, args: dict[str, Any]) -> Any:
+        """Serve one call from the model's code. Refusals go back as ``ToolError``."""
+        handlers = {"search_db": self._search_db, "llm_query": self._llm_query, "rlm_query": self._llm_query,
+                    "llm_query_batched": self._llm_query_batched, "rlm_query_batched": self._llm_query_batched}
+        handler = handlers.get(fn)
+        if handler is None:
+            raise ToolRefused(f"unknown tool {fn!r}")
+        try:
+            return handler(**args)
+        except TypeError as e:
+            raise ToolRefused(f"{fn}: {e}") from None
+        except QueryLimitExceeded as e:
+            raise ToolRefused(f"{e}. No more calls are possible: set answer['content'] to your best answer "
+                              "and answer['ready'] = True now.") from None
+        except DeepRecallError as e:
+            raise ToolRefused(f"{fn}: {e}") from None
+
+    def _search_db(self, query: Any, top_k: Any = None, filters: Any = None) -> list[dict[str, Any]]:
+        if not isinstance(query, str) or not query.strip():
+            raise ToolRefused("search_db(query) needs a non-empty string query")
+        k = self.top_k if top_k is None else top_k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.config.max_top_k:
+            raise ToolRefused(f"search_db top_k must be an int from 1 to {self.config.max_top_k}; got {top_k!r}")
+        try:
+            model_filters = filter_language.validate(filters)
+        except FilterError as e:
+            raise ToolRefused(f"search_db: {e}") from None
+        self.check()
+        with self._lock:
+            self.usage.search_calls += 1
+            calls = self.usage.search_calls
+        limit = self.config.max_search_calls
+        if limit is not None and calls > limit:
+            raise self.trip("max_search_calls", f"the model made more than max_search_calls={limit} searches")
+        return self._run_search(query, k, model_filters)
+
+    def _run_search(self, query: str, k: int, model_filters: Filter | None) -> list[dict[str, Any]]:
+        started = time.monotonic()
+        hits = self.store.search(query, k, filter_language.combine(self.enforced_filters, model_filters))
+        record = SearchCall(query, k, model_filters, [h.id for h in hits], time.monotonic() - started)
+        with self._lock:
+            self._current_step().searches.append(record)
+            for hit in hits:
+                known = self.sources.get(hit.id)
+                if known is None or hit.score > known.score:
+                    self.sources[hit.id] = Source.from_hit(hit)
+        return [h.to_dict() for h in hits]
+
+    def _pick_model(self, name: Any) -> ChatModel:
+        if name is None:
+            return self.default_sub
+        if isinstance(name, str) and name in self.subs:
+            return self.subs[name]
+        if isinstance(name, str) and name == self.root.model_name:
+            return self.root
+        raise ToolRefused(f"unknown model {name!r}; available: {sorted(self.subs) or [self.root.model_name]}")
+
+    def _llm_query(self, prompt: Any, model: Any = None) -> str:
+        if not isinstance(prompt, str) or not prompt:
+            raise ToolRefused("llm_query(prompt) needs a non-empty string prompt")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ToolRefused(f"llm_query prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        return self.complete_sub(prompt, self._pick_model(model))
+
+    def _llm_query_batched(self, prompts: Any, model: Any = None) -> list[str]:
+        if not isinstance(prompts, list) or not all(isinstance(p, str) and p for p in prompts):
+            raise ToolRefused("llm_query_batched(prompts) needs a list of non-empty strings")
+        if any(len(p) > MAX_PROMPT_CHARS for p in prompts):
+            raise ToolRefused(f"a prompt in llm_query_batched is over the {MAX_PROMPT_CHARS}-character limit")
+        if len(prompts) > MAX_BATCH:
+            raise ToolRefused(f"llm_query_batched got {len(prompts)} prompts; send at most {MAX_BATCH} per batch")
+        chosen = self._pick_model(model)
+        if not prompts:
+            return []
+
+        def one(prompt: str) -> str:
+            try:
+                return self.complete_sub(prompt, chosen)
+            except DeepRecallError as e:
+                return f"Error: {e}"
+
+        with ThreadPoolExecutor(max_workers=min(len(prompts), self.config.sub_concurrency)) as pool:
+            return list(pool.map(one, prompts))
