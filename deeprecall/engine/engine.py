@@ -69,6 +69,8 @@ class DeepRecall:
         enforced = filter_language.combine(self.config.filters, filter_language.validate(filters))
         run = QueryRun(question=question, store=self.store, root=self._root, subs=self._subs, config=self.config,
                        enforced_filters=enforced, top_k=top_k or self.config.top_k)
+        run.context = {"question": question, "store": self.store.describe(), "default_top_k": run.top_k,
+                       "scoped_by_host": enforced is not None}
         return self._execute(run)
 
     def warm(self, workers: int | None = None) -> None:
@@ -101,7 +103,7 @@ class DeepRecall:
             env = WorkerREPL(run, self._start_worker(run), restart=lambda: self._start_worker(run),
                              cell_timeout=self.sandbox.settings.cell_timeout)
             rlm = DeepRecallRLM(run, env, max_iterations=self.config.max_iterations, tool_docs=TOOL_DOCS)
-            answer = rlm.completion(self._context(run), root_prompt=run.question).response
+            answer = rlm.completion(run.context, root_prompt=run.question).response
             if run.stop is not None:
                 raise run.stop
         except QueryLimitExceeded as e:
@@ -120,16 +122,12 @@ class DeepRecall:
         session = self._pool.acquire()
         settings = self.sandbox.settings
         try:
-            session.init(context=self._context(run), handler=run.handle_call, output_cap=settings.output_cap,
+            session.init(context=run.context, handler=run.handle_call, output_cap=settings.output_cap,
                          limits=settings.limits(), timeout=settings.start_timeout)
         except BaseException:
             session.kill()
             raise
         return session
-
-    def _context(self, run: QueryRun) -> dict[str, Any]:
-        return {"question": run.question, "store": self.store.describe(), "default_top_k": run.top_k,
-                "scoped_by_host": run.enforced_filters is not None}
 
     @staticmethod
     def _sources(run: QueryRun) -> list[Any]:

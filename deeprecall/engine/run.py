@@ -41,6 +41,7 @@ class QueryRun:
         self.steps: list[Step] = []
         self.sources: dict[str, Source] = {}
         self.answer_state: dict[str, Any] = {}
+        self.context: dict[str, Any] = {"question": question}
         self.stop: QueryLimitExceeded | None = None
         self.started = time.monotonic()
         self.deadline = self.started + config.max_seconds if config.max_seconds else None

@@ -100,7 +100,7 @@ class LocalSandbox:
     def start_worker(self) -> ProcessChannel:
         workdir = tempfile.mkdtemp(prefix="deeprecall-worker-")
         env = dict(SAFE_ENV, HOME=workdir, TMPDIR=workdir)
-        argv = launch_command(self.settings.python, ("-u", "-I", "-S"))
+        argv = launch_command(self.settings.python, ("-u", "-I", "-S"), nice=10)
         return ProcessChannel(argv, env=env, cwd=workdir, cleanup_dir=workdir)
 
     def close(self) -> None:

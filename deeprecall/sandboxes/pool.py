@@ -57,32 +57,39 @@ class WorkerPool:
         with self._cond:
             self.size = max(self.size, target)
             self._refill_locked()
-            while len(self._idle) < target and self._starting and not self._closed:
+            while len(self._idle) < target and self._starting and not self._closed and self._last_error is None:
                 self._cond.wait(timeout=1.0)
         if self._last_error is not None and not self._idle:
             raise SandboxError(f"could not start sandbox workers: {self._last_error}")
 
     def _refill_locked(self) -> None:
-        missing = self.size - len(self._idle) - self._starting
-        for _ in range(max(0, missing)):
-            self._starting += 1
-            threading.Thread(target=self._refill_one, name="deeprecall-pool", daemon=True).start()
+        """Make sure one refill thread is running. It starts workers one at a
+        time, so a burst of queries is not slowed by a burst of start-ups."""
+        if self._starting == 0 and len(self._idle) < self.size and not self._closed:
+            self._starting = 1
+            threading.Thread(target=self._refill_loop, name="deeprecall-pool", daemon=True).start()
 
-    def _refill_one(self) -> None:
-        session: WorkerSession | None = None
-        try:
-            session = self.spawn()
-            self._last_error = None
-        except Exception as e:  # reported by warm(); acquire() retries synchronously
-            self._last_error = e
-        with self._cond:
-            self._starting -= 1
-            if session is not None:
-                if self._closed:
-                    session.kill()
-                else:
+    def _refill_loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed or len(self._idle) >= self.size:
+                    self._starting = 0
+                    self._cond.notify_all()
+                    return
+            try:
+                session: WorkerSession | None = self.spawn()
+                self._last_error = None
+            except Exception as e:  # reported by warm(); acquire() retries synchronously
+                self._last_error, session = e, None
+            with self._cond:
+                if session is not None and not self._closed:
                     self._idle.append(session)
-            self._cond.notify_all()
+                elif session is not None:
+                    session.kill()
+                self._cond.notify_all()
+                if session is None:
+                    self._starting = 0
+                    return
 
     def close(self) -> None:
         with self._cond:

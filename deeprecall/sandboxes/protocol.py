@@ -30,6 +30,7 @@ PROTOCOL_VERSION = 1
 BOOTSTRAP = (
     "import os,sys\n"
     "n=int(sys.argv[1]);b=b''\n"
+    "if len(sys.argv)>2:os.nice(int(sys.argv[2]))\n"
     "while len(b)<n:\n"
     " c=os.read(0,n-len(b))\n"
     " if not c:raise SystemExit(3)\n"
@@ -49,9 +50,13 @@ def worker_source() -> bytes:
     return (Path(__file__).parent / "worker.py").read_bytes()
 
 
-def launch_command(python: str = "python3", flags: tuple[str, ...] = ("-u",)) -> list[str]:
-    """The argv that starts a worker; sandboxes prefix their own wrapper."""
-    return [python, *flags, "-c", BOOTSTRAP, str(len(worker_source()))]
+def launch_command(python: str = "python3", flags: tuple[str, ...] = ("-u",), nice: int = 0) -> list[str]:
+    """The argv that starts a worker; sandboxes prefix their own wrapper.
+
+    ``nice`` lowers the worker's CPU priority, so warming spare workers (and
+    CPU-hungry model code) yields to the host serving other queries."""
+    argv = [python, *flags, "-c", BOOTSTRAP, str(len(worker_source()))]
+    return [*argv, str(nice)] if nice else argv
 
 
 def launch_shell_command(python: str = "python3") -> str:

@@ -23,7 +23,6 @@ import queue
 import signal
 import sys
 import threading
-import traceback
 
 PROTOCOL_VERSION = 1
 WORKER_FILENAME = "<deeprecall-worker>"
@@ -287,6 +286,8 @@ class Worker:
 
 def format_error(exc):
     """The model's traceback without the worker's own frames."""
+    import traceback  # lazily: it costs ~6 ms of every worker's start-up
+
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != WORKER_FILENAME]
     lines = traceback.format_list(frames) if frames else []
     return "Traceback (most recent call last):\n" + "".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))

@@ -1,0 +1,134 @@
+"""Engine overhead and concurrency against a scripted LLM server.
+
+    python benchmarks/overhead.py [--queries 50]
+
+Prints:
+1. wall time per query at 0 ms LLM latency (2 turns, 1 sub-call, 2 searches,
+   200 docs, local sandbox): everything except the model's thinking time.
+   The scripted server runs in its own process so it does not share our GIL.
+   Target: median <= 30 ms.
+2. root LLM calls per query. Target: equal to the model's turns (2).
+3. 8 and 32 concurrent queries at 0.3 s LLM latency (ideal ~0.9 s: three
+   sequential LLM calls). Targets: all correct; 32 concurrent <= 1.2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deeprecall import DeepRecall, DeepRecallConfig  # noqa: E402
+from deeprecall.embeddings import HashingEmbedding  # noqa: E402
+from deeprecall.testing.scripted_server import ChatRequest, ScriptedLLMServer, by_turn  # noqa: E402
+from deeprecall.vectorstores.chroma import ChromaStore  # noqa: E402
+
+TURN_1 = """Searching first.
+```repl
+hits = search_db(context["question"])
+note = llm_query("Which product line is this about? " + hits[0]["content"])
+print(note, [h["id"] for h in hits])
+```"""
+
+
+def turn_2(request: ChatRequest) -> str:
+    # The answer names the question's topic id, so a mixed-up conversation shows.
+    topic = request.text.split("topic-", 1)[1].split()[0] if "topic-" in request.text else "?"
+    return f"""```repl
+more = search_db("widget line {topic}", top_k=3)
+answer["content"] = "answer for topic-{topic}"
+answer["ready"] = True
+```"""
+
+
+def serve(port: int, latency: float, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    server = ScriptedLLMServer({"root": by_turn(TURN_1, turn_2), "sub": lambda r: "the widget line"},
+                               latency=latency, port=port)
+    server.start()
+    ready.set()
+    time.sleep(3600)
+
+
+def start_server(latency: float) -> tuple[multiprocessing.Process, str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=serve, args=(port, latency, ready), daemon=True)
+    proc.start()
+    ready.wait(30)
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def build_engine(base_url: str, pool: int) -> DeepRecall:
+    store = ChromaStore("bench-overhead", persist_directory=None, embedding_fn=HashingEmbedding())
+    store.add_documents([f"Document {i}: the widget line report number {i} about topic-{i % 40}" for i in range(200)],
+                        [{"n": i} for i in range(200)])
+    config = DeepRecallConfig(
+        backend="vllm", backend_kwargs={"model_name": "root", "base_url": base_url, "max_retries": 0},
+        other_backends=["vllm"], other_backend_kwargs=[{"model_name": "sub", "base_url": base_url, "max_retries": 0}],
+        environment_kwargs={"pool_size": pool, "isolation": "process"} if _has_isolation() else {"pool_size": pool},
+    )
+    return DeepRecall(vectorstore=store, config=config)
+
+
+def _has_isolation() -> bool:
+    from deeprecall.sandboxes.local import LocalSettings
+
+    return "isolation" in LocalSettings.model_fields
+
+
+def overhead(queries: int) -> None:
+    proc, url = start_server(0.0)
+    with build_engine(url, pool=2) as engine:
+        engine.warm()
+        engine.query("warm-up topic-1")
+        times, roots = [], []
+        for i in range(queries):
+            started = time.perf_counter()
+            result = engine.query(f"What about topic-{i % 40} ?")
+            times.append(time.perf_counter() - started)
+            roots.append(result.usage.root_calls)
+            assert result.answer == f"answer for topic-{i % 40}", result
+        times.sort()
+        print(f"overhead per query at 0 ms LLM latency ({queries} queries, local sandbox):")
+        print(f"  median {statistics.median(times) * 1000:.1f} ms, p90 {times[int(0.9 * len(times))] * 1000:.1f} ms, "
+              f"min {times[0] * 1000:.1f} ms   (target: median <= 30 ms)")
+        print(f"root LLM calls per query: {statistics.mean(roots):.2f} for 2 model turns   (target: 2)")
+    proc.terminate()
+
+
+def concurrency(levels: list[int]) -> None:
+    proc, url = start_server(0.3)
+    for n in levels:
+        with build_engine(url, pool=n) as engine:
+            engine.warm(n)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                results = list(pool.map(lambda i: engine.query(f"What about topic-{i} ?"), range(n)))
+            elapsed = time.perf_counter() - started
+            correct = sum(r.answer == f"answer for topic-{i}" and r.error is None for i, r in enumerate(results))
+            print(f"{n} concurrent queries at 0.3 s LLM latency: {elapsed:.2f} s wall, {correct}/{n} correct "
+                  f"(ideal ~0.9 s{'; target <= 1.2 s' if n == 32 else ''})")
+    proc.terminate()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=int, default=50)
+    args = parser.parse_args()
+    overhead(args.queries)
+    concurrency([8, 32])
+
+
+if __name__ == "__main__":
+    main()
