@@ -30,11 +30,20 @@ class ChatModel(Protocol):
     """One configured LLM: a backend, a model name, its credentials.
 
     ``model_name`` is the name ``llm_query(model=...)`` selects it by.
-    ``complete`` raises ``ProviderError`` (with ``retryable`` set for 429/5xx/timeouts).
+    ``has_price`` is True when every ``Completion`` will carry ``cost_usd``
+    (provider-reported cost, litellm's price table, or user ``pricing``); the
+    engine refuses ``max_cost_usd`` when a model cannot be priced.
+    ``complete`` raises ``ProviderError`` (with ``retryable`` set for 408/429/5xx/timeouts).
     """
 
     model_name: str
+    has_price: bool
 
     def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion: ...
 
     def close(self) -> None: ...
+
+
+def retryable_status(status: int | None) -> bool:
+    """The HTTP statuses worth retrying or failing over on: timeouts, conflicts, rate limits, server errors."""
+    return status is not None and (status in (408, 409, 429) or status >= 500)

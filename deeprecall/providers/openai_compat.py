@@ -1,8 +1,10 @@
 """Chat over the OpenAI chat-completions API: OpenAI itself and every compatible server.
 
-vLLM, SGLang, LM Studio, OpenRouter, Vercel's gateway and most hosted labs speak
-this shape; they differ only in base URL, key and headers, which the caller
-supplies. The ``openai`` SDK is a core dependency (rlms needs it anyway).
+vLLM, SGLang, LM Studio, Ollama, OpenRouter, Portkey, Vercel's gateway, Azure and
+most hosted labs speak this shape; they differ only in base URL, key, headers
+and (Azure) the client class, which ``factory`` supplies from the registry row.
+The ``openai`` SDK is a core dependency (rlms needs it anyway); its own retries
+honour ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from deeprecall.errors import ProviderError, redact
-from deeprecall.providers.base import Completion, Message
+from deeprecall.providers.base import Completion, Message, retryable_status
+from deeprecall.providers.pricing import CostModel, parse_pricing
 
 
 class OpenAIChatModel:
-    """A model served over ``/v1/chat/completions``.
+    """A model served over ``/chat/completions``.
 
     One instance is shared by all queries of an engine, so the HTTP connection
-    pool is reused; the openai client is thread-safe.
+    pool is reused; the openai client is thread-safe and this class keeps no
+    per-call state.
     """
 
     def __init__(
@@ -31,64 +35,92 @@ class OpenAIChatModel:
         default_headers: dict[str, str] | None = None,
         organization: str | None = None,
         sampling_args: dict[str, Any] | None = None,
-        pricing: tuple[float, float] | None = None,
+        pricing: Any = None,
+        cost: CostModel | None = None,
+        extra_body: dict[str, Any] | None = None,
+        azure_api_version: str | None = None,
+        provider: str = "openai",
     ) -> None:
         import openai
 
         self.model_name = model_name
         self.base_url = base_url
-        self._secret = api_key or ""
+        self.provider = provider
+        self._secrets = [s for s in [api_key, *(default_headers or {}).values()] if s]
         self._sampling = dict(sampling_args or {})
-        self._pricing = pricing
-        self._client = openai.OpenAI(
-            api_key=api_key or "not-needed",
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-            organization=organization,
-        )
+        self._extra_body = dict(extra_body or {})
+        self._cost = cost or CostModel(parse_pricing(pricing) if pricing is not None else None)
+        self.has_price = self._cost.has_price
+        self._client: openai.OpenAI
+        if azure_api_version is not None:
+            self._client = openai.AzureOpenAI(
+                api_key=api_key,
+                azure_endpoint=base_url or "",
+                api_version=azure_api_version,
+                timeout=timeout,
+                max_retries=max_retries,
+                default_headers=default_headers,
+            )
+        else:
+            self._client = openai.OpenAI(
+                api_key=api_key or "not-needed",
+                base_url=base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                default_headers=default_headers,
+                organization=organization,
+            )
 
     def __repr__(self) -> str:
-        return f"OpenAIChatModel(model_name={self.model_name!r}, base_url={self.base_url!r})"
+        return (
+            f"OpenAIChatModel(provider={self.provider!r}, model_name={self.model_name!r}, base_url={self.base_url!r})"
+        )
 
     def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
         import openai
 
         options: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        if self._extra_body:
+            options["extra_body"] = self._extra_body
+        where = f"{self.provider}:{self.model_name}"
         try:
             response = self._client.chat.completions.create(
-                model=self.model_name, messages=messages, **self._sampling, **options  # type: ignore[arg-type]
+                model=self.model_name,
+                messages=messages,  # type: ignore[arg-type]
+                **self._sampling,
+                **options,
             )
         except openai.APIStatusError as e:
             raise ProviderError(
-                f"{self.model_name}: HTTP {e.status_code}: {redact(str(e.message), [self._secret])}",
-                retryable=e.status_code in (408, 409, 429) or e.status_code >= 500,
+                f"{where}: HTTP {e.status_code}: {redact(str(e.message), self._secrets)}",
+                retryable=retryable_status(e.status_code),
                 status=e.status_code,
             ) from None
         except (openai.APITimeoutError, openai.APIConnectionError) as e:
-            raise ProviderError(f"{self.model_name}: {type(e).__name__}: cannot reach {self.base_url or 'OpenAI'}", retryable=True) from None
+            raise ProviderError(
+                f"{where}: {type(e).__name__}: cannot reach {self.base_url or 'OpenAI'}", retryable=True
+            ) from None
         except openai.OpenAIError as e:
-            raise ProviderError(f"{self.model_name}: {redact(str(e), [self._secret])}") from None
+            raise ProviderError(
+                f"{where}: {type(e).__name__}: {redact(str(e), self._secrets)}", retryable=True
+            ) from None
         return self._to_completion(response)
 
     def _to_completion(self, response: Any) -> Completion:
         choices = getattr(response, "choices", None)
         if not choices:
-            raise ProviderError(f"{self.model_name}: the server returned no choices", retryable=True)
+            raise ProviderError(f"{self.provider}:{self.model_name}: the server returned no choices", retryable=True)
         text = choices[0].message.content or ""
         usage = getattr(response, "usage", None)
         inp = int(getattr(usage, "prompt_tokens", 0) or 0)
         out = int(getattr(usage, "completion_tokens", 0) or 0)
-        return Completion(text=text, model=self.model_name, input_tokens=inp, output_tokens=out, cost_usd=self._cost(usage, inp, out))
-
-    def _cost(self, usage: Any, inp: int, out: int) -> float | None:
-        reported = getattr(usage, "cost", None) or (getattr(usage, "model_extra", None) or {}).get("cost")
-        if reported:
-            return float(reported)
-        if self._pricing:
-            return inp * self._pricing[0] + out * self._pricing[1]
-        return None
+        return Completion(
+            text=text,
+            model=self.model_name,
+            input_tokens=inp,
+            output_tokens=out,
+            cost_usd=self._cost.cost(inp, out, usage),
+        )
 
     def close(self) -> None:
         self._client.close()

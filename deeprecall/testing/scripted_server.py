@@ -1,12 +1,22 @@
-"""A scripted OpenAI-compatible LLM server on loopback, for tests and benchmarks.
+"""A scripted LLM server on loopback, for tests and benchmarks.
 
 DeepRecall's tests fake exactly one thing, the LLM, and they fake it here, over
-real HTTP, so the real openai client, the rlms loop and the sandbox all run.
+real HTTP, so the real SDKs (openai, anthropic, google-genai, litellm), the
+rlms loop and the sandbox all run. One server speaks three wire protocols,
+chosen by the request path:
+
+- OpenAI chat completions: ``POST {base_url}/chat/completions`` (also Azure's
+  ``/openai/deployments/{name}/chat/completions``);
+- Anthropic messages: ``POST {root_url}/v1/messages``;
+- Gemini: ``POST {root_url}/{version}/models/{model}:generateContent``;
+
+plus ``GET /v1/models`` and Ollama's ``GET /api/tags`` for discovery.
 
 A *script* maps each request to a reply. It is a function of the request, not
 of call order, so concurrent conversations never steal each other's turns:
 ``by_turn("turn 1 text", "turn 2 text")`` answers by the number of assistant
-messages already in the conversation.
+messages already in the conversation. Requests of every protocol are shown to
+scripts in OpenAI shape (``ChatRequest.messages``); ``body`` keeps the raw JSON.
 
     with ScriptedLLMServer({"root": by_turn(t1, t2), "sub": lambda r: "ok"}) as llm:
         DeepRecallConfig(backend="vllm", backend_kwargs={"model_name": "root", "base_url": llm.base_url})
@@ -15,6 +25,7 @@ messages already in the conversation.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,21 +33,47 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+OPENAI, ANTHROPIC, GEMINI = "openai", "anthropic", "gemini"
+_GEMINI_PATH = re.compile(r"/models/(?P<model>[^/:]+):(?:generateContent|streamGenerateContent)")
+_AZURE_PATH = re.compile(r"/openai/deployments/(?P<model>[^/]+)/chat/completions")
+
+
+def _text_of(content: Any) -> str:
+    """Flatten Anthropic content blocks / Gemini parts into plain text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return "" if content is None else str(content)
+
 
 @dataclass
 class ChatRequest:
-    """One request as the server saw it."""
+    """One request as the server saw it. ``messages`` is OpenAI-shaped whatever the protocol."""
 
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    protocol: str = OPENAI
+    path_model: str = ""
 
     @property
     def model(self) -> str:
-        return str(self.body.get("model", ""))
+        return self.path_model or str(self.body.get("model", ""))
 
     @property
     def messages(self) -> list[dict[str, Any]]:
+        if self.protocol == ANTHROPIC:
+            system = _text_of(self.body.get("system"))
+            turns = [{"role": m.get("role"), "content": _text_of(m.get("content"))} for m in self.body.get("messages") or []]
+            return ([{"role": "system", "content": system}] if system else []) + turns
+        if self.protocol == GEMINI:
+            system = _text_of((self.body.get("systemInstruction") or {}).get("parts"))
+            turns = [
+                {"role": "assistant" if c.get("role") == "model" else "user", "content": _text_of(c.get("parts"))}
+                for c in self.body.get("contents") or []
+            ]
+            return ([{"role": "system", "content": system}] if system else []) + turns
         return list(self.body.get("messages") or [])
 
     @property
@@ -60,7 +97,8 @@ class ChatRequest:
 @dataclass
 class Reply:
     """What to send back. ``raw`` replaces the JSON body (for garbage tests);
-    ``hang`` never answers; ``delay`` adds latency to this reply."""
+    ``hang`` never answers (until the server stops); ``delay`` adds latency to
+    this reply; ``cost`` adds a provider-reported ``usage.cost`` (as OpenRouter does)."""
 
     text: str = ""
     status: int = 200
@@ -69,6 +107,7 @@ class Reply:
     raw: bytes | None = None
     hang: bool = False
     usage: tuple[int, int] | None = None
+    cost: float | None = None
 
 
 Script = Callable[[ChatRequest], "Reply | str"]
@@ -91,25 +130,41 @@ def estimate_tokens(text: str) -> int:
 
 
 class ScriptedLLMServer:
-    """An OpenAI-compatible ``/v1/chat/completions`` server driven by scripts.
+    """An LLM server driven by scripts, speaking OpenAI, Anthropic and Gemini wire shapes.
 
     ``scripts`` is one script for every model, or a mapping from model name to
     script (key ``"*"`` catches the rest). ``latency`` is added to every reply.
-    ``requests`` records every request, in arrival order.
+    ``requests`` records every request, in arrival order. ``models`` is what
+    ``/v1/models`` and ``/api/tags`` list (default: the script names).
     """
 
-    def __init__(self, scripts: Script | Mapping[str, Script], *, latency: float = 0.0, port: int = 0) -> None:
+    def __init__(
+        self,
+        scripts: Script | Mapping[str, Script],
+        *,
+        latency: float = 0.0,
+        port: int = 0,
+        models: list[str] | None = None,
+    ) -> None:
         self.scripts: Mapping[str, Script] = scripts if isinstance(scripts, Mapping) else {"*": scripts}
         self.latency = latency
+        self.models = models if models is not None else [m for m in self.scripts if m != "*"]
         self.requests: list[ChatRequest] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
+    def root_url(self) -> str:
+        """The server root, for SDKs that add their own path (Anthropic, Gemini, Ollama)."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        """The OpenAI-compatible base URL (``root_url + "/v1"``)."""
+        return f"{self.root_url}/v1"
 
     def start(self) -> ScriptedLLMServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-llm", daemon=True)
@@ -117,6 +172,7 @@ class ScriptedLLMServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -135,7 +191,7 @@ class ScriptedLLMServer:
             self.requests.append(request)
         script = self.scripts.get(request.model) or self.scripts.get("*")
         if script is None:
-            return Reply(status=404, raw=json.dumps({"error": {"message": f"model {request.model!r} not found"}}).encode())
+            return Reply(status=404, text=f"model {request.model!r} not found")
         reply = script(request)
         return Reply(text=reply) if isinstance(reply, str) else reply
 
@@ -146,8 +202,28 @@ class ScriptedLLMServer:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out in separate writes
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence access logs
+            def log_message(self, format: str, *args: Any) -> None:  # silence access logs
                 return
+
+            def _send(self, status: int, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path.endswith("/api/tags"):
+                    body: dict[str, Any] = {"models": [{"name": m, "model": m} for m in server.models]}
+                elif path.endswith("/models"):
+                    body = {"object": "list", "data": [{"id": m, "object": "model"} for m in server.models]}
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}')
+                    return
+                self._send(200, json.dumps(body).encode())
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -155,34 +231,87 @@ class ScriptedLLMServer:
                     body = json.loads(self.rfile.read(length) or b"{}")
                 except ValueError:
                     body = {}
-                request = ChatRequest(path=self.path, body=body, headers={k.lower(): v for k, v in self.headers.items()})
+                path = self.path.split("?", 1)[0]
+                protocol, path_model = OPENAI, ""
+                if path.endswith("/messages"):
+                    protocol = ANTHROPIC
+                elif match := _GEMINI_PATH.search(path):
+                    protocol, path_model = GEMINI, match.group("model")
+                elif match := _AZURE_PATH.search(path):
+                    path_model = match.group("model")
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                request = ChatRequest(path=self.path, body=body, headers=headers, protocol=protocol, path_model=path_model)
                 reply = server.reply_for(request)
                 if reply.hang:
-                    time.sleep(3600)
+                    server._stopping.wait(3600)
                     return
                 time.sleep(server.latency + reply.delay)
-                payload = reply.raw if reply.raw is not None else json.dumps(openai_body(request, reply)).encode()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for key, value in reply.headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                payload = reply.raw if reply.raw is not None else json.dumps(BODIES[protocol](request, reply)).encode()
+                self._send(reply.status, payload, reply.headers)
 
         return Handler
+
+
+def _tokens(request: ChatRequest, reply: Reply) -> tuple[int, int]:
+    return reply.usage or (estimate_tokens(request.text), estimate_tokens(reply.text))
 
 
 def openai_body(request: ChatRequest, reply: Reply) -> dict[str, Any]:
     if reply.status >= 400:
         return {"error": {"message": reply.text or f"scripted error {reply.status}", "type": "scripted"}}
-    prompt_tokens, completion_tokens = reply.usage or (estimate_tokens(request.text), estimate_tokens(reply.text))
+    prompt_tokens, completion_tokens = _tokens(request, reply)
+    usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                             "total_tokens": prompt_tokens + completion_tokens}
+    if reply.cost is not None:
+        usage["cost"] = reply.cost
     return {
         "id": f"chatcmpl-{len(request.messages)}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": usage,
     }
+
+
+_ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+                     429: "rate_limit_error", 529: "overloaded_error"}
+
+
+def anthropic_body(request: ChatRequest, reply: Reply) -> dict[str, Any]:
+    if reply.status >= 400:
+        kind = _ANTHROPIC_ERRORS.get(reply.status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": reply.text or f"scripted error {reply.status}"}}
+    input_tokens, output_tokens = _tokens(request, reply)
+    return {
+        "id": f"msg_{len(request.messages)}",
+        "type": "message",
+        "role": "assistant",
+        "model": request.model,
+        "content": [{"type": "text", "text": reply.text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+    }
+
+
+_GEMINI_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
+                  500: "INTERNAL", 503: "UNAVAILABLE"}
+
+
+def gemini_body(request: ChatRequest, reply: Reply) -> dict[str, Any]:
+    if reply.status >= 400:
+        status = _GEMINI_STATUS.get(reply.status, "UNKNOWN")
+        return {"error": {"code": reply.status, "message": reply.text or f"scripted error {reply.status}", "status": status}}
+    prompt_tokens, output_tokens = _tokens(request, reply)
+    return {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": reply.text}]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": output_tokens,
+                          "totalTokenCount": prompt_tokens + output_tokens},
+        "modelVersion": request.model,
+    }
+
+
+BODIES: dict[str, Callable[[ChatRequest, Reply], dict[str, Any]]] = {
+    OPENAI: openai_body, ANTHROPIC: anthropic_body, GEMINI: gemini_body,
+}

@@ -1,0 +1,198 @@
+"""The ``pool`` backend: several backends behind one name, on LiteLLM's Router.
+
+Why the Router and not a loop of our own: it already does weighted shuffle,
+latency-based and least-busy routing, ``order`` priorities, per-member
+cooldown after failures, retries that fail over instantly while another member
+is healthy and otherwise back off honouring ``Retry-After``. What DeepRecall
+adds is the translation of its own backends (``Endpoint``) into Router
+deployments, the error mapping, and per-member pricing (so ``cost_usd`` means
+the same inside a pool as alone).
+
+What it costs: pools need the ``litellm`` extra, and members are called through
+litellm's provider adapters rather than DeepRecall's (same wire protocol, same
+keys and base URLs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deeprecall.errors import ConfigError, ProviderError
+from deeprecall.providers.base import Completion, Message
+from deeprecall.providers.endpoint import Endpoint, resolve_endpoint
+from deeprecall.providers.litellm_model import import_litellm, litellm_price, map_litellm_error, to_completion
+from deeprecall.providers.pricing import CostModel, parse_pricing
+from deeprecall.providers.wire import openai_extra_body, openai_headers
+
+STRATEGIES = {
+    "weighted": "simple-shuffle",
+    "latency": "latency-based-routing",
+    "least-busy": "least-busy",
+    "ordered": "simple-shuffle",  # plus litellm's per-deployment ``order``: first healthy member wins
+}
+POOL_OPTIONS = frozenset(
+    {
+        "model_name",
+        "members",
+        "strategy",
+        "fallback",
+        "retries",
+        "cooldown_seconds",
+        "allowed_fails",
+        "retry_after",
+        "timeout",
+    }
+)
+MEMBER_KEYS = frozenset({"backend", "weight", "backend_kwargs"})
+
+
+@dataclass(frozen=True)
+class Member:
+    """One pool member: its resolved endpoint, weight, and the litellm model string it is routed as."""
+
+    id: str
+    endpoint: Endpoint | None
+    label: str
+    cost: CostModel
+    params: dict[str, Any]
+
+
+def _member_kwargs(raw: Any, index: int) -> tuple[str, dict[str, Any], float]:
+    if not isinstance(raw, dict) or not raw.get("backend"):
+        raise ConfigError(
+            f"pool member {index} must be a dict with 'backend', e.g. "
+            "{'backend': 'openai', 'model_name': 'gpt-4o-mini', 'weight': 70}"
+        )
+    nested = raw.get("backend_kwargs") or {}
+    kwargs = {**nested, **{k: v for k, v in raw.items() if k not in MEMBER_KEYS}}
+    return str(raw["backend"]).strip().lower(), kwargs, float(raw.get("weight", 1))
+
+
+def litellm_params(ep: Endpoint) -> dict[str, Any]:
+    """The Router deployment for a DeepRecall endpoint: same server, key and protocol."""
+    o = ep.options
+    params: dict[str, Any] = {"timeout": ep.timeout, "max_retries": 0, **(o.get("sampling_args") or {})}
+    adapter = ep.spec.adapter
+    if adapter == "anthropic":
+        params.update(
+            model=f"anthropic/{ep.model}",
+            api_key=ep.api_key,
+            api_base=ep.base_url,
+            max_tokens=int(o.get("max_tokens") or 4096),
+        )
+    elif adapter == "gemini" and o.get("vertexai"):
+        params.update(model=f"vertex_ai/{ep.model}", vertex_project=o.get("project"), vertex_location=o.get("location"))
+    elif adapter == "gemini":
+        params.update(model=f"gemini/{ep.model}", api_key=ep.api_key)
+        if ep.base_url and ep.base_url != ep.spec.default_base_url:
+            params["api_base"] = ep.base_url
+    elif adapter == "azure":
+        params.update(
+            model=f"azure/{ep.model}", api_key=ep.api_key, api_base=ep.base_url, api_version=o.get("api_version")
+        )
+    else:
+        params.update(model=f"openai/{ep.model}", api_key=ep.api_key or "not-needed", api_base=ep.base_url)
+        if o.get("organization"):
+            params["organization"] = o["organization"]
+        body = openai_extra_body(ep)
+        if body:
+            params["extra_body"] = body
+    headers = openai_headers(ep) if adapter == "openai" else dict(o.get("default_headers") or {})
+    if headers:
+        params["extra_headers"] = headers
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def build_members(raw_members: Any, litellm: Any) -> list[Member]:
+    if not isinstance(raw_members, list) or not raw_members:
+        raise ConfigError("backend 'pool' needs backend_kwargs['members']: a non-empty list of backends")
+    members = []
+    for i, raw in enumerate(raw_members):
+        backend, kwargs, weight = _member_kwargs(raw, i)
+        if backend in ("pool", "hybrid"):
+            raise ConfigError(f"pool member {i}: a '{backend}' cannot be a pool member; list its backends directly")
+        if backend == "litellm":
+            model = kwargs.get("model_name")
+            if not model:
+                raise ConfigError(f"pool member {i} (litellm) needs 'model_name'")
+            cost = CostModel(
+                parse_pricing(kwargs["pricing"]) if kwargs.get("pricing") is not None else litellm_price(litellm, model)
+            )
+            params = {
+                "model": model,
+                "api_key": kwargs.get("api_key"),
+                "api_base": kwargs.get("base_url"),
+                "timeout": float(kwargs.get("timeout", 120.0)),
+                "max_retries": 0,
+                **(kwargs.get("sampling_args") or {}),
+            }
+            params = {k: v for k, v in params.items() if v is not None}
+            ep, label = None, model
+        else:
+            ep = resolve_endpoint(backend, kwargs)
+            params, cost, label = litellm_params(ep), ep.cost, ep.model
+        params["weight"] = weight
+        members.append(Member(f"m{i}", ep, label, cost, params))
+    return members
+
+
+class PoolChatModel:
+    """Several backends as one ChatModel: routing, failover, retries and cooldown by LiteLLM's Router."""
+
+    def __init__(self, backend_kwargs: dict[str, Any]) -> None:
+        unknown = sorted(set(backend_kwargs) - POOL_OPTIONS)
+        if unknown:
+            raise ConfigError(f"backend 'pool' does not take {unknown}; allowed: {sorted(POOL_OPTIONS)}")
+        strategy = str(backend_kwargs.get("strategy", "weighted")).lower().replace("_", "-")
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"pool strategy {strategy!r} is not one of {sorted(STRATEGIES)}")
+        litellm = import_litellm("backend 'pool'")
+        self._litellm = litellm
+        self.model_name = str(backend_kwargs.get("model_name") or "pool")
+        self.strategy = strategy
+        self.members = build_members(backend_kwargs.get("members"), litellm)
+        self.has_price = all(m.cost.has_price for m in self.members)
+        fallback = bool(backend_kwargs.get("fallback", True))
+        retries = int(backend_kwargs.get("retries", 2))
+        self._timeout = float(backend_kwargs.get("timeout", 120.0))
+        self._secrets = [str(m.params.get("api_key")) for m in self.members if m.params.get("api_key")]
+        model_list = []
+        for order, m in enumerate(self.members, start=1):
+            params = dict(m.params)
+            if strategy == "ordered":
+                params["order"] = order
+            model_list.append({"model_name": self.model_name, "litellm_params": params, "model_info": {"id": m.id}})
+        self._by_id = {m.id: m for m in self.members}
+        self._router = litellm.Router(
+            model_list=model_list,
+            routing_strategy=STRATEGIES[strategy],
+            num_retries=max(retries, len(self.members) - 1) if fallback else 0,
+            allowed_fails=int(backend_kwargs.get("allowed_fails", 0)),
+            cooldown_time=float(backend_kwargs.get("cooldown_seconds", 30.0)),
+            retry_after=int(backend_kwargs.get("retry_after", 0)),
+            timeout=self._timeout,
+        )
+
+    def __repr__(self) -> str:
+        labels = ", ".join(m.label for m in self.members)
+        return f"PoolChatModel(model_name={self.model_name!r}, strategy={self.strategy!r}, members=[{labels}])"
+
+    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
+        where = f"pool:{self.model_name}"
+        try:
+            response = self._router.completion(
+                model=self.model_name, messages=messages, timeout=timeout or self._timeout
+            )
+        except ProviderError:
+            raise
+        except Exception as e:
+            raise map_litellm_error(self._litellm, e, where, self._secrets) from None
+        hidden = getattr(response, "_hidden_params", None) or {}
+        member = self._by_id.get(str(hidden.get("model_id")))
+        if member is None:
+            return to_completion(response, self.model_name, CostModel(None), where)
+        return to_completion(response, member.label, member.cost, where)
+
+    def close(self) -> None:
+        self._router.discard()
