@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deeprecall import DeepRecall, DeepRecallConfig  # noqa: E402
-from deeprecall.embeddings import HashingEmbedding  # noqa: E402
-from deeprecall.testing.scripted_server import ChatRequest, ScriptedLLMServer, by_turn  # noqa: E402
-from deeprecall.vectorstores.chroma import ChromaStore  # noqa: E402
+from deeprecall import DeepRecall, DeepRecallConfig
+from deeprecall.embeddings import HashingEmbedding
+from deeprecall.testing.scripted_server import ChatRequest, ScriptedLLMServer, by_turn
+from deeprecall.vectorstores.chroma import ChromaStore
 
 TURN_1 = """Searching first.
 ```repl

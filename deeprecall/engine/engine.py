@@ -39,7 +39,8 @@ class DeepRecall:
         self.config = config
         self.store = vectorstore
         self._root = build_chat_model(config.backend, dict(config.backend_kwargs))
-        self._subs = [build_chat_model(b, dict(k)) for b, k in zip(config.other_backends, config.other_backend_kwargs)]
+        pairs = zip(config.other_backends, config.other_backend_kwargs, strict=True)
+        self._subs = [build_chat_model(backend, dict(kwargs)) for backend, kwargs in pairs]
         self._check_prices([self._root, *self._subs])
         self.sandbox = build_sandbox(config.environment, dict(config.environment_kwargs))
         self._pool = WorkerPool(self.sandbox, size=self.sandbox.settings.pool_size,
@@ -115,6 +116,7 @@ class DeepRecall:
         finally:
             if env is not None:
                 env.cleanup()
+            run.finish()
         return QueryResult(question=run.question, answer=answer, sources=self._sources(run), steps=run.steps,
                            usage=run.usage, error=error, error_message=message, seconds=time.monotonic() - run.started)
 

@@ -55,7 +55,7 @@ class RootClient(BaseLM):
         self.run = run
 
     def completion(self, prompt: str | dict[str, Any] | list[dict[str, Any]]) -> str:
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)  # type: ignore[arg-type]
+        messages: list[dict[str, str]] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)  # type: ignore[arg-type]
         return self.run.complete_root(messages).text
 
     async def acompletion(self, prompt: str | dict[str, Any]) -> str:
@@ -94,6 +94,7 @@ class WorkerREPL(NonIsolatedEnv):
         except SandboxError as e:
             return self._after_failure(e)
         self.run.answer_state = cell.answer
+        self.run.record_cell(code, cell.stdout + cell.stderr)
         self.run.check()  # a limit that tripped inside the cell ends the query now
         return to_repl_result(cell)
 
@@ -103,7 +104,8 @@ class WorkerREPL(NonIsolatedEnv):
     def _after_failure(self, error: SandboxError) -> REPLResult:
         self.run.check()
         if getattr(error, "hung", False):
-            raise QueryLimitExceeded("cell_timeout", f"a cell ignored its {self.cell_timeout:g}s timeout and its worker was killed")
+            message = f"a cell ignored its {self.cell_timeout:g}s timeout and its worker was killed"
+            raise QueryLimitExceeded("cell_timeout", message)
         if self._restarts >= MAX_WORKER_RESTARTS:
             raise error
         self._restarts += 1
@@ -138,7 +140,8 @@ class DeepRecallRLM(RLM):
 
     def _completion_turn(self, prompt: str | dict[str, Any], lm_handler: LMHandler, environment: Any) -> RLMIteration:
         step = self.run.begin_step()
-        response = lm_handler.completion(prompt)  # type: ignore[arg-type]
+        response = lm_handler.completion(prompt)
+        step.response = response
         sources = find_code_blocks(response) or [m.strip() for m in _PYTHON_BLOCK.findall(response)]
         blocks: list[CodeBlock] = []
         for code in sources:
@@ -150,8 +153,6 @@ class DeepRecallRLM(RLM):
             final = self._final_from_reply(response, ran_code=bool(blocks))
             if final is not None:
                 blocks.append(CodeBlock(code="# answer given in the reply", result=REPLResult("", "", {}, final_answer=final)))
-        step.response, step.code = response, [b.code for b in blocks]
-        step.output = "\n".join(b.result.stdout + b.result.stderr for b in blocks)
         return RLMIteration(prompt=prompt, response=response, code_blocks=blocks)
 
     def _final_from_reply(self, response: str, *, ran_code: bool) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -46,6 +47,7 @@ class QueryRun:
         self.started = time.monotonic()
         self.deadline = self.started + config.max_seconds if config.max_seconds else None
         self._lock = threading.Lock()
+        self._step_started = self.started
 
     # -- budget -----------------------------------------------------------
     def trip(self, reason: str, message: str) -> QueryLimitExceeded:
@@ -98,12 +100,25 @@ class QueryRun:
     # -- steps ------------------------------------------------------------
     def begin_step(self) -> Step:
         with self._lock:
+            if self.steps:
+                self.steps[-1].seconds = time.monotonic() - self._step_started
+            self._step_started = time.monotonic()
             step = Step(index=len(self.steps) + 1)
             self.steps.append(step)
             return step
 
+    def finish(self) -> None:
+        if self.steps:
+            self.steps[-1].seconds = time.monotonic() - self._step_started
+
     def _current_step(self) -> Step:
         return self.steps[-1] if self.steps else self.begin_step()
+
+    def record_cell(self, code: str, output: str) -> None:
+        with self._lock:
+            step = self._current_step()
+            step.code.append(code)
+            step.output = f"{step.output}\n{output}" if step.output else output
 
     def _record_sub(self, call: SubCall) -> None:
         with self._lock:
@@ -112,8 +127,10 @@ class QueryRun:
     # -- tools served to the worker ----------------------------------------
     def handle_call(self, fn: str, args: dict[str, Any]) -> Any:
         """Serve one call from the model's code. Refusals go back as ``ToolError``."""
-        handlers = {"search_db": self._search_db, "llm_query": self._llm_query, "rlm_query": self._llm_query,
-                    "llm_query_batched": self._llm_query_batched, "rlm_query_batched": self._llm_query_batched}
+        handlers: dict[str, Callable[..., Any]] = {
+            "search_db": self._search_db, "llm_query": self._llm_query, "rlm_query": self._llm_query,
+            "llm_query_batched": self._llm_query_batched, "rlm_query_batched": self._llm_query_batched,
+        }
         handler = handlers.get(fn)
         if handler is None:
             raise ToolRefused(f"unknown tool {fn!r}")

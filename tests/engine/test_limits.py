@@ -1,0 +1,99 @@
+"""Every limit ends the query with the best partial answer and names itself in result.error."""
+
+from __future__ import annotations
+
+import time
+
+from deeprecall.testing.scripted_server import Reply, by_turn
+from tests.conftest import ROOT, SUB
+from tests.engine.test_query import repl
+
+DRAFT = repl('answer["content"] = "partial: Acme grew"\nhits = search_db("Acme")\nprint(len(hits))')
+
+
+def test_max_iterations_returns_the_draft(llm, make_engine):
+    server = llm({ROOT: by_turn(DRAFT, repl("print('still thinking')"))})
+    result = make_engine(server, max_iterations=3).query("q")
+    assert result.error == "max_iterations"
+    assert result.answer == "partial: Acme grew"
+    assert result.usage.root_calls == 3  # no extra call after the limit
+    assert "max_iterations=3" in result.error_message
+
+
+def test_max_iterations_without_a_draft_returns_the_last_prose(llm, make_engine):
+    server = llm({ROOT: by_turn(repl("x = 1", prose="Probably Lyon, checking."))})
+    result = make_engine(server, max_iterations=2).query("q")
+    assert result.error == "max_iterations" and result.answer == "Probably Lyon, checking."
+
+
+def test_max_search_calls(llm, make_engine):
+    loop = repl('answer["content"] = "draft"\nfor i in range(10):\n    search_db(f"query {i}")')
+    server = llm({ROOT: by_turn(loop)})
+    result = make_engine(server, max_search_calls=3).query("q")
+    assert result.error == "max_search_calls"
+    assert result.usage.search_calls == 4  # the 4th was refused
+    assert sum(len(s.searches) for s in result.steps) == 3
+    assert result.answer == "draft"
+
+
+def test_refused_search_tells_the_model_to_submit(llm, make_engine):
+    code = repl('answer["content"] = "draft"\ntry:\n    search_db("a"); search_db("b")\nexcept ToolError as e:\n    print("refused:", e)')
+    server = llm({ROOT: by_turn(code)})
+    result = make_engine(server, max_search_calls=1).query("q")
+    assert result.error == "max_search_calls"
+    assert "refused: " in result.steps[0].output and "answer['ready'] = True" in result.steps[0].output
+
+
+def test_max_tokens_counts_root_and_sub_calls(llm, make_engine):
+    code = repl('answer["content"] = "draft"\nx = llm_query("a")\ny = llm_query("b")')
+    server = llm({ROOT: by_turn(code, repl("print(1)")), SUB: lambda r: Reply(text="ok", usage=(5000, 10))})
+    result = make_engine(server, max_tokens=4000).query("q")
+    assert result.error == "max_tokens"
+    assert result.usage.sub[SUB].calls == 1  # the second sub-call never happened
+    assert result.answer == "draft"
+
+
+def test_max_seconds_cuts_a_slow_model(llm, make_engine):
+    server = llm({ROOT: by_turn(DRAFT, Reply(text=repl("print(2)"), delay=5))})
+    started = time.monotonic()
+    result = make_engine(server, max_seconds=1.5).query("q")
+    assert time.monotonic() - started < 4
+    assert result.error in ("max_seconds", "llm_error")  # the client's timeout fires at the deadline
+    assert result.answer == "partial: Acme grew"
+
+
+def test_max_seconds_cuts_a_long_cell(llm, make_engine):
+    code = repl('answer["content"] = "draft"\nimport time\ntime.sleep(30)')
+    server = llm({ROOT: by_turn(code)})
+    started = time.monotonic()
+    result = make_engine(server, max_seconds=2, environment_kwargs={"pool_size": 1, "cell_timeout": 20}).query("q")
+    assert time.monotonic() - started < 8
+    assert result.error in ("max_seconds", "cell_timeout")
+
+
+def test_cell_timeout_interrupts_and_the_query_goes_on(llm, make_engine):
+    code = repl('x = "kept"\nimport time\ntime.sleep(60)')
+    server = llm({ROOT: by_turn(code, repl('answer["content"] = x\nanswer["ready"] = True'))})
+    started = time.monotonic()
+    result = make_engine(server, environment_kwargs={"pool_size": 1, "cell_timeout": 1}).query("q")
+    assert time.monotonic() - started < 10
+    assert result.answer == "kept" and result.error is None
+    assert "TimeoutError" in server.calls_for(ROOT)[1].text
+
+
+def test_a_cell_that_swallows_its_timeout_is_killed(llm, make_engine):
+    hang = repl('while True:\n    try:\n        while True:\n            pass\n'
+                '    except BaseException:\n        pass')
+    server = llm({ROOT: by_turn(DRAFT, hang)})
+    started = time.monotonic()
+    result = make_engine(server, environment_kwargs={"pool_size": 1, "cell_timeout": 1}).query("q")
+    assert time.monotonic() - started < 10
+    assert result.error == "cell_timeout"
+    assert result.answer == "partial: Acme grew"  # the draft from the turn before the hang
+
+
+def test_provider_failure_is_reported_not_raised(llm, make_engine):
+    server = llm({ROOT: lambda r: Reply(status=401, text="bad key sk-leakedkey12345678")})
+    result = make_engine(server).query("q")
+    assert result.error == "llm_error"
+    assert "401" in result.error_message and "sk-leakedkey" not in result.error_message

@@ -1,0 +1,212 @@
+"""End-to-end queries: real openai client, rlms loop, worker process, search
+bridge and Chroma. Only the LLM is scripted (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from deeprecall.testing.scripted_server import ChatRequest, Reply, by_turn
+from tests.conftest import ROOT, SUB, make_store
+
+
+def repl(code: str, prose: str = "Next step.") -> str:
+    return f"{prose}\n```repl\n{code}\n```"
+
+
+SEARCH_AND_SUMMARISE = repl(
+    'hits = search_db("Acme revenue growth 2023")\n'
+    'print([h["id"] for h in hits])\n'
+    'summary = llm_query("Summarise: " + hits[0]["content"])\n'
+    "print(summary)"
+)
+SUBMIT = repl('answer["content"] = "Acme revenue grew 12% in 2023."\nanswer["sources"] = [hits[0]["id"]]\nanswer["ready"] = True')
+
+
+def test_two_turn_answer_with_sources(llm, make_engine):
+    server = llm({ROOT: by_turn(SEARCH_AND_SUMMARISE, SUBMIT), SUB: lambda r: "Revenue up 12%."})
+    result = make_engine(server).query("How much did Acme's revenue grow in 2023?")
+
+    assert result.error is None
+    assert result.answer == "Acme revenue grew 12% in 2023."
+    assert [s.id for s in result.sources] == ["doc0"]
+    assert "12%" in result.sources[0].content and result.sources[0].metadata["tenant"] == "acme"
+    assert len(result.steps) == 2
+    assert result.steps[0].searches[0].result_ids[0] == "doc0"
+    assert "Revenue up 12%." in result.steps[0].output
+    assert result.steps[0].sub_calls[0].model == SUB
+    assert result.usage.root[ROOT].calls == 2 and result.usage.sub[SUB].calls == 1
+    assert result.usage.root[ROOT].input_tokens > 0 and result.usage.search_calls == 1
+    # The model saw the REPL output of turn 1 in turn 2.
+    assert "Revenue up 12%." in server.calls_for(ROOT)[1].text
+
+
+def test_all_retrieved_documents_are_sources_when_the_model_cites_none(llm, make_engine):
+    submit = repl('answer["content"] = "see documents"\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(SEARCH_AND_SUMMARISE, submit), SUB: lambda r: "ok"})
+    result = make_engine(server).query("Acme revenue?")
+    assert len(result.sources) == 5 and result.sources[0].id == "doc0"
+
+
+def test_final_in_reply_text_ends_the_query(llm, make_engine):
+    final = "I have what I need.\nFINAL(Acme's revenue grew 12% (in 2023).)"
+    server = llm({ROOT: by_turn(SEARCH_AND_SUMMARISE, final), SUB: lambda r: "ok"})
+    result = make_engine(server, max_iterations=10).query("Acme revenue?")
+    assert result.error is None
+    assert result.answer == "Acme's revenue grew 12% (in 2023)."
+    assert result.usage.root_calls == 2  # not driven on to max_iterations
+
+
+def test_final_var_reads_the_variable_from_the_repl(llm, make_engine):
+    build = repl('result_text = "Globex hired Hank Scorpio in 2021."')
+    server = llm({ROOT: by_turn(build, "Done: FINAL_VAR(result_text)")})
+    result = make_engine(server).query("Who did Globex hire?")
+    assert result.answer == "Globex hired Hank Scorpio in 2021."
+    assert result.usage.root_calls == 2
+
+
+def test_drafted_answer_without_ready_flag_is_not_driven_to_max_iterations(llm, make_engine):
+    draft = repl('answer["content"] = "Lyon"')
+    server = llm({ROOT: by_turn(draft, "The factory is in Lyon; that is my answer.")})
+    result = make_engine(server, max_iterations=12).query("Where is the new Acme factory?")
+    assert result.answer == "Lyon" and result.error is None
+    assert result.usage.root_calls == 2
+
+
+def test_python_fenced_blocks_run_when_no_repl_block_is_given(llm, make_engine):
+    code = '```python\nanswer["content"] = str(len(search_db("widget")))\nanswer["ready"] = True\n```'
+    server = llm({ROOT: by_turn(code)})
+    assert make_engine(server).query("How many widget hits?").answer == "5"
+
+
+def test_llm_query_batched_runs_concurrently(llm, make_engine):
+    batch = repl('outs = llm_query_batched([f"item {i}" for i in range(6)])\n'
+                 'answer["content"] = "|".join(outs)\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(batch), SUB: lambda r: Reply(text="seen " + r.last_user, delay=0.4)})
+    started = time.monotonic()
+    result = make_engine(server).query("batch please")
+    elapsed = time.monotonic() - started
+    assert result.answer == "|".join(f"seen item {i}" for i in range(6))
+    assert result.usage.sub[SUB].calls == 6
+    assert elapsed < 6 * 0.4  # sequential would take 2.4 s
+
+
+def test_llm_query_picks_a_sub_model_by_name(llm, make_engine):
+    code = repl('a = llm_query("hi")\nb = llm_query("hi", model="other-model")\n'
+                'try:\n    llm_query("hi", model="nope")\nexcept ToolError as e:\n    c = str(e)\n'
+                'answer["content"] = a + "/" + b + "/" + c\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(code), SUB: lambda r: "from-sub", "other-model": lambda r: "from-other"})
+    result = make_engine(server, subs=(SUB, "other-model")).query("which model?")
+    first, second, error = result.answer.split("/", 2)
+    assert (first, second) == ("from-sub", "from-other")
+    assert "unknown model 'nope'" in error and "other-model" in error
+
+
+def test_root_model_answers_sub_calls_when_no_other_backend_is_configured(llm, make_engine):
+    code = repl('answer["content"] = llm_query("sub question")\nanswer["ready"] = True')
+    server = llm({ROOT: lambda r: "root says hi" if r.last_user == "sub question" else code})
+    result = make_engine(server, subs=()).query("q")
+    assert result.answer == "root says hi"
+    assert result.usage.sub[ROOT].calls == 1 and result.usage.root[ROOT].calls == 1
+
+
+@pytest.mark.parametrize("model_filter", [
+    {"tenant": "globex"},
+    {"$or": [{"tenant": "globex"}, {"tenant": "acme"}]},
+    {"tenant": {"$in": ["globex", "acme"]}},
+    {"tenant": {"$ne": "acme"}},
+])
+def test_model_filters_cannot_widen_enforced_filters(llm, make_engine, model_filter):
+    code = repl(f'hits = search_db("revenue CEO factory", top_k=10, filters={model_filter!r})\n'
+                'answer["content"] = ",".join(sorted({h["metadata"]["tenant"] for h in hits})) or "none"\n'
+                'answer["ready"] = True')
+    server = llm({ROOT: by_turn(code)})
+    result = make_engine(server).query("Tell me everything", filters={"tenant": "acme"})
+    assert result.answer in ("acme", "none")
+    assert all(s.metadata["tenant"] == "acme" for s in result.sources)
+
+
+def test_config_filters_and_query_filters_both_hold(llm, make_engine):
+    code = repl('hits = search_db("revenue", top_k=10)\nanswer["content"] = ",".join(h["id"] for h in hits)\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(code)})
+    result = make_engine(server, filters={"tenant": "acme"}).query("q", filters={"topic": "finance"})
+    assert result.answer == "doc0"
+
+
+def test_model_filter_in_bad_form_is_refused_to_the_model(llm, make_engine):
+    code = repl('try:\n    search_db("x", filters={"$where": "1"})\nexcept ToolError as e:\n    answer["content"] = str(e)\n'
+                'answer["ready"] = True')
+    server = llm({ROOT: by_turn(code)})
+    assert "unknown operator '$where'" in make_engine(server).query("q").answer
+
+
+def test_empty_store_still_answers(llm, make_engine):
+    code = repl('hits = search_db("anything")\n'
+                'answer["content"] = "no documents" if not hits else "found"\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(code)})
+    engine = make_engine(server, vectorstore=make_store("empty", docs=[]))
+    result = engine.query("Is there anything?")
+    assert result.answer == "no documents" and result.sources == [] and result.error is None
+
+
+def test_context_describes_the_question_and_store(llm, make_engine):
+    code = repl('answer["content"] = f\'{context["question"]}|{context["store"]["documents"]}|{context["store"]["metadata_keys"]}\'\n'
+                'answer["ready"] = True')
+    server = llm({ROOT: by_turn(code)})
+    assert make_engine(server).query("What is here?").answer == "What is here?|5|['tenant', 'topic', 'year']"
+
+
+def test_concurrent_queries_do_not_mix(llm, make_engine):
+    def turn_1(request: ChatRequest) -> str:
+        secret = request.text.split("marker-", 1)[1][:4]
+        return repl(f'mine = "{secret}"\nhits = search_db("Acme")\nprint(len(hits))')
+
+    turn_2 = repl('answer["content"] = mine + ":" + llm_query("echo " + mine)\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(turn_1, turn_2), SUB: lambda r: r.last_user.split()[-1]}, latency=0.05)
+    engine = make_engine(server, environment_kwargs={"pool_size": 4})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: engine.query(f"question marker-{i:04d}"), range(16)))
+    for i, result in enumerate(results):
+        assert result.answer == f"{i:04d}:{i:04d}", result.answer
+        assert result.usage.root[ROOT].calls == 2 and result.usage.sub[SUB].calls == 1
+        assert len(result.steps) == 2
+
+
+def test_secrets_stay_out_of_the_worker_and_the_model(llm, make_engine, monkeypatch):
+    monkeypatch.setenv("DEEPRECALL_TEST_SECRET", "s3cr3t-value")
+    code = repl('import os\nprint(sorted(os.environ))\nanswer["content"] = str(dict(os.environ))\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(code)})
+    engine = make_engine(server, backend_kwargs={"model_name": ROOT, "base_url": server.base_url,
+                                                 "api_key": "sk-hostkey123456789", "max_retries": 0})
+    result = engine.query("q")
+    assert "s3cr3t-value" not in result.answer and "sk-hostkey" not in result.answer
+    assert "DEEPRECALL_TEST_SECRET" not in result.answer
+    assert "sk-hostkey" not in repr(engine.config) and "sk-hostkey" not in str(engine.config)
+    assert all("sk-hostkey" not in r.text for r in server.requests)
+
+
+def test_worker_does_not_run_in_the_host_process(llm, make_engine):
+    import os
+
+    code = repl('import os\nanswer["content"] = str(os.getpid()) + " " + os.getcwd()\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(code)})
+    pid, cwd = make_engine(server).query("q").answer.split(" ", 1)
+    assert int(pid) != os.getpid() and cwd != os.getcwd()
+
+
+def test_model_code_errors_go_back_to_the_model_and_the_query_goes_on(llm, make_engine):
+    server = llm({ROOT: by_turn(repl("1/0"), repl('answer["content"] = "recovered"\nanswer["ready"] = True'))})
+    result = make_engine(server).query("q")
+    assert result.answer == "recovered"
+    assert "ZeroDivisionError" in server.calls_for(ROOT)[1].text
+    assert "deeprecall-worker" not in server.calls_for(ROOT)[1].text
+
+
+def test_worker_that_exits_is_replaced_and_the_query_goes_on(llm, make_engine):
+    server = llm({ROOT: by_turn(repl("import os\nos._exit(3)"), repl('answer["content"] = "still here"\nanswer["ready"] = True'))})
+    result = make_engine(server).query("q")
+    assert result.answer == "still here" and result.error is None
+    assert "REPL process died" in server.calls_for(ROOT)[1].text
+
