@@ -1,0 +1,1 @@
+"""User-facing interfaces: the command line (and later a server), thin callers of the Python API."""

@@ -1,0 +1,197 @@
+"""``deeprecall``: the command line, a thin caller of the Python API.
+
+    deeprecall query "question" --docs PATH      ingest PATH into ./.deeprecall, then answer
+    deeprecall ingest PATH                       ingest only
+    deeprecall providers | doctor                what this machine can reach and run
+
+Errors print one line and exit 2; a user never sees a traceback for a
+configuration problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+from deeprecall.errors import ConfigError, DeepRecallError
+
+NO_LLM_MESSAGE = """no LLM is configured. Do one of:
+  export OPENAI_API_KEY=sk-...                      (OpenAI; --model picks the model, default gpt-4o-mini)
+  --backend openai-compatible --base-url URL --model NAME
+                                                    (any OpenAI-compatible server: vLLM, Ollama, LM Studio ...;
+                                                     or set DEEPRECALL_BASE_URL and DEEPRECALL_MODEL)
+  --config deeprecall.yaml                          (see docs/configuration.md)"""
+
+# Subcommands that live in their own modules: name -> module with add_parser(subparsers) and run(args).
+PLUGGED_COMMANDS = {
+    "providers": "deeprecall.interfaces.cli_providers",
+    "doctor": "deeprecall.interfaces.cli_doctor",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deeprecall", description="Answer questions over your vector store.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    query = commands.add_parser("query", help="answer a question, with sources")
+    query.add_argument("question")
+    query.add_argument("--docs", help="files or folder to ingest before answering")
+    _store_options(query)
+    _llm_options(query)
+    query.add_argument("--environment", default=None, help="sandbox: local (default), docker, modal, e2b, daytona, prime")
+    query.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="enforced metadata filter")
+    query.add_argument("--max-iterations", type=int, default=None)
+    query.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    ingest = commands.add_parser("ingest", help="add files to the store (content-addressed: re-runs add nothing twice)")
+    ingest.add_argument("path")
+    _store_options(ingest)
+    for name, module_name in PLUGGED_COMMANDS.items():
+        try:
+            importlib.import_module(module_name).add_parser(commands)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            commands.add_parser(name, help="(not available in this build)")
+    return parser
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--persist-dir", default="./.deeprecall", help="embedded Chroma directory (default ./.deeprecall)")
+    parser.add_argument("--collection", default="deeprecall", help="Chroma collection name")
+    parser.add_argument("--embedding", default="default",
+                        help="default (Chroma's model, downloaded once), hashing (offline, lexical), "
+                             "or sentence-transformers:PATH")
+
+
+def _llm_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="deeprecall.yaml with backends, sandbox and limits")
+    parser.add_argument("--backend", help="openai, openai-compatible, or any backend from `deeprecall providers`")
+    parser.add_argument("--base-url", help="base URL of an OpenAI-compatible server")
+    parser.add_argument("--model", help="model name")
+    parser.add_argument("--sub-model", help="cheaper model for llm_query() sub-calls")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "query":
+            return run_query(args)
+        if args.command == "ingest":
+            return run_ingest(args)
+        return int(importlib.import_module(PLUGGED_COMMANDS[args.command]).run(args))
+    except DeepRecallError as e:
+        print(f"deeprecall: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def llm_settings(args: argparse.Namespace, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Backend settings from flags, then the environment; ``ConfigError`` if there are none."""
+    env = dict(os.environ) if env is None else env
+    if args.config:
+        from deeprecall.config_file import load_config_file
+
+        values = load_config_file(args.config)
+        values.pop("store", None)
+        return values
+    base_url = args.base_url or env.get("DEEPRECALL_BASE_URL")
+    backend = args.backend or ("openai-compatible" if base_url else "openai" if env.get("OPENAI_API_KEY") else None)
+    if backend is None:
+        raise ConfigError(NO_LLM_MESSAGE)
+    backend = "vllm" if backend in ("openai-compatible", "openai_compatible", "compatible") else backend
+    model = args.model or env.get("DEEPRECALL_MODEL") or ("gpt-4o-mini" if backend == "openai" else None)
+    if not model:
+        raise ConfigError(f"--model is required with --backend {args.backend or 'openai-compatible'} (or set DEEPRECALL_MODEL)")
+    kwargs: dict[str, Any] = {"model_name": model}
+    if base_url:
+        kwargs["base_url"] = base_url
+    if env.get("DEEPRECALL_API_KEY"):
+        kwargs["api_key"] = env["DEEPRECALL_API_KEY"]
+    values: dict[str, Any] = {"backend": backend, "backend_kwargs": kwargs}
+    if args.sub_model:
+        values.update(other_backends=[backend], other_backend_kwargs=[{**kwargs, "model_name": args.sub_model}])
+    return values
+
+
+def open_store(args: argparse.Namespace) -> Any:
+    from deeprecall.vectorstores.chroma import ChromaStore
+
+    return ChromaStore(args.collection, persist_directory=args.persist_dir, embedding_fn=embedding_function(args.embedding))
+
+
+def embedding_function(spec: str) -> Any:
+    if spec == "default":
+        return None
+    if spec == "hashing":
+        from deeprecall.embeddings import HashingEmbedding
+
+        return HashingEmbedding()
+    if spec.startswith("sentence-transformers:"):
+        from chromadb.utils.embedding_functions import SentenceTransformerEmbeddingFunction
+
+        return SentenceTransformerEmbeddingFunction(model_name=spec.split(":", 1)[1])
+    raise ConfigError(f"unknown --embedding {spec!r}; use default, hashing or sentence-transformers:PATH")
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from deeprecall.ingest import ingest_path
+
+    report = ingest_path(open_store(args), args.path, progress=sys.stderr.isatty())
+    print(report)
+    return 0
+
+
+def run_query(args: argparse.Namespace) -> int:
+    from deeprecall import DeepRecall
+
+    settings = llm_settings(args)  # before any slow work: no LLM means stop at once
+    if args.environment:
+        settings["environment"] = args.environment
+    if args.max_iterations:
+        settings["max_iterations"] = args.max_iterations
+    store = open_store(args)
+    if args.docs:
+        from deeprecall.ingest import ingest_path
+
+        ingest_path(store, args.docs, progress=sys.stderr.isatty())
+    filters = dict(_parse_filter(f) for f in args.filter) or None
+    with DeepRecall(vectorstore=store, **settings) as engine:
+        result = engine.query(args.question, filters=filters)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print_result(result)
+    return 0 if result.error is None else 1
+
+
+def _parse_filter(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--filter takes KEY=VALUE; got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def print_result(result: Any) -> None:
+    print(result.answer)
+    if result.sources:
+        print("\nSources:")
+        for source in result.sources:
+            where = source.metadata.get("source") or source.metadata.get("path") or ""
+            preview = " ".join(source.content.split())[:100]
+            print(f"  [{source.id[:12]}] {where} (score {source.score:.2f}) {preview}")
+    usage = result.usage
+    print(f"\n{len(result.steps)} steps, {usage.root_calls} root + {usage.sub_calls} sub LLM calls, "
+          f"{usage.search_calls} searches, {usage.total_tokens} tokens, {result.seconds:.1f}s", file=sys.stderr)
+    if result.error:
+        print(f"stopped early: {result.error}: {result.error_message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
