@@ -168,7 +168,8 @@ class PoolChatModel:
             model_list=model_list,
             routing_strategy=STRATEGIES[strategy],
             num_retries=max(retries, len(self.members) - 1) if fallback else 0,
-            allowed_fails=int(backend_kwargs.get("allowed_fails", 0)),
+            # Cooling down the only member would leave nothing to retry on: a lone member just retries.
+            allowed_fails=int(backend_kwargs.get("allowed_fails", 0 if len(self.members) > 1 else 1_000_000)),
             cooldown_time=float(backend_kwargs.get("cooldown_seconds", 30.0)),
             retry_after=int(backend_kwargs.get("retry_after", 0)),
             timeout=self._timeout,

@@ -68,7 +68,8 @@ class ChatRequest:
             turns = [{"role": m.get("role"), "content": _text_of(m.get("content"))} for m in self.body.get("messages") or []]
             return ([{"role": "system", "content": system}] if system else []) + turns
         if self.protocol == GEMINI:
-            system = _text_of((self.body.get("systemInstruction") or {}).get("parts"))
+            instruction = self.body.get("systemInstruction") or self.body.get("system_instruction") or {}
+            system = _text_of(instruction.get("parts"))
             turns = [
                 {"role": "assistant" if c.get("role") == "model" else "user", "content": _text_of(c.get("parts"))}
                 for c in self.body.get("contents") or []
@@ -167,7 +168,7 @@ class ScriptedLLMServer:
         return f"{self.root_url}/v1"
 
     def start(self) -> ScriptedLLMServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-llm", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="scripted-llm", daemon=True)
         self._thread.start()
         return self
 
