@@ -22,6 +22,7 @@ from deeprecall.sandboxes.protocol import WorkerSession
 from deeprecall.vectorstores import filters as filter_language
 from deeprecall.vectorstores.base import VectorStore
 
+DESCRIBE_TTL = 5.0
 TOOL_DOCS = {"search_db": {"tool": None, "description": "search_db(query, top_k=5, filters=None) -> list of hits; see below"}}
 
 
@@ -46,6 +47,7 @@ class DeepRecall:
         self._pool = WorkerPool(self.sandbox, size=self.sandbox.settings.pool_size,
                                 start_timeout=self.sandbox.settings.start_timeout)
         self._closed = False
+        self._description: tuple[float, dict[str, Any] | None] = (0.0, None)
 
     def __repr__(self) -> str:
         return f"DeepRecall(store={self.store!r}, backend={self.config.backend!r}, environment={self.config.environment!r})"
@@ -70,9 +72,18 @@ class DeepRecall:
         enforced = filter_language.combine(self.config.filters, filter_language.validate(filters))
         run = QueryRun(question=question, store=self.store, root=self._root, subs=self._subs, config=self.config,
                        enforced_filters=enforced, top_k=top_k or self.config.top_k)
-        run.context = {"question": question, "store": self.store.describe(), "default_top_k": run.top_k,
+        run.context = {"question": question, "store": self._describe_store(), "default_top_k": run.top_k,
                        "scoped_by_host": enforced is not None}
         return self._execute(run)
+
+    def _describe_store(self) -> dict[str, Any]:
+        """The store's description, refreshed at most every DESCRIBE_TTL seconds: it
+        costs a few store round trips and changes rarely."""
+        cached_at, description = self._description
+        if description is None or time.monotonic() - cached_at > DESCRIBE_TTL:
+            description = self.store.describe()
+            self._description = (time.monotonic(), description)
+        return dict(description)
 
     def warm(self, workers: int | None = None) -> None:
         """Start sandbox workers now rather than at the first queries."""

@@ -15,6 +15,8 @@ from deeprecall.errors import SandboxError
 from deeprecall.sandboxes.base import Sandbox
 from deeprecall.sandboxes.protocol import WorkerSession
 
+REFILL_THREADS = 1
+
 
 class WorkerPool:
     def __init__(self, sandbox: Sandbox, *, size: int = 2, start_timeout: float = 30.0) -> None:
@@ -63,17 +65,19 @@ class WorkerPool:
             raise SandboxError(f"could not start sandbox workers: {self._last_error}")
 
     def _refill_locked(self) -> None:
-        """Make sure one refill thread is running. It starts workers one at a
-        time, so a burst of queries is not slowed by a burst of start-ups."""
-        if self._starting == 0 and len(self._idle) < self.size and not self._closed:
-            self._starting = 1
+        """Keep up to REFILL_THREADS refill threads running. Each starts workers one
+        at a time, so a burst of queries is not slowed by a burst of start-ups."""
+        missing = self.size - len(self._idle) - self._starting
+        while missing > 0 and self._starting < REFILL_THREADS and not self._closed:
+            self._starting += 1
+            missing -= 1
             threading.Thread(target=self._refill_loop, name="deeprecall-pool", daemon=True).start()
 
     def _refill_loop(self) -> None:
         while True:
             with self._cond:
-                if self._closed or len(self._idle) >= self.size:
-                    self._starting = 0
+                if self._closed or len(self._idle) + self._starting > self.size:
+                    self._starting -= 1
                     self._cond.notify_all()
                     return
             try:
@@ -88,7 +92,7 @@ class WorkerPool:
                     session.kill()
                 self._cond.notify_all()
                 if session is None:
-                    self._starting = 0
+                    self._starting -= 1
                     return
 
     def close(self) -> None:
