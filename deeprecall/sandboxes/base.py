@@ -39,14 +39,15 @@ class SandboxSettings(BaseModel):
 class WorkerChannel(Protocol):
     """A duplex byte stream to one worker process.
 
-    ``readline`` returns one line including its newline, or ``b""`` at EOF.
+    ``readline(limit)`` returns one line including its newline, at most ``limit``
+    bytes (a longer line comes back cut, without its newline), or ``b""`` at EOF.
     ``kill`` must end the worker and everything it started, and must make a
     blocked ``readline`` return. Both ``kill`` and ``close`` are idempotent.
     """
 
     def write(self, data: bytes) -> None: ...
 
-    def readline(self) -> bytes: ...
+    def readline(self, limit: int = -1) -> bytes: ...
 
     def kill(self) -> None: ...
 

@@ -57,8 +57,8 @@ class ProcessChannel:
         self._stdin.write(data)
         self._stdin.flush()
 
-    def readline(self) -> bytes:
-        return self._stdout.readline()
+    def readline(self, limit: int = -1) -> bytes:
+        return self._stdout.readline(limit)
 
     def kill(self) -> None:
         if self._killed:

@@ -27,6 +27,8 @@ from deeprecall.errors import SandboxError
 from deeprecall.sandboxes.base import WorkerChannel
 
 PROTOCOL_VERSION = 1
+# The worker is untrusted: one message may not exceed this, so it cannot exhaust the host's memory.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 BOOTSTRAP = (
     "import os,sys\n"
     "n=int(sys.argv[1]);b=b''\n"
@@ -178,8 +180,12 @@ class WorkerSession:
     def _read_loop(self) -> None:
         try:
             while True:
-                line = self._channel.readline()
+                line = self._channel.readline(MAX_MESSAGE_BYTES + 1)
                 if not line:
+                    break
+                if len(line) > MAX_MESSAGE_BYTES:
+                    self._dead = f"protocol error: a message over {MAX_MESSAGE_BYTES} bytes"
+                    self._channel.kill()
                     break
                 self._last_activity = time.monotonic()
                 try:
