@@ -13,8 +13,10 @@ hooks) in a subclass instead of copying rlms code:
   ``FINAL_VAR(...)`` written in the reply, ```python blocks when no ```repl
   block is present, and stopping when the model has clearly answered.
 
-rlms calls ``load_dotenv()`` on import, so this module is imported lazily by
-the engine, at the first query.
+rlms calls ``load_dotenv()`` on import, which would quietly copy a ``.env``
+file found above site-packages into the host's environment. A library should
+not do that, so ``_quiet_dotenv`` turns that call into a no-op while rlms is
+imported. This module is imported lazily by the engine, at the first query.
 """
 
 from __future__ import annotations
@@ -25,18 +27,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rlm import RLM
-from rlm.clients.base_lm import BaseLM
-from rlm.core.lm_handler import LMHandler
-from rlm.core.types import CodeBlock, ModelUsageSummary, REPLResult, RLMIteration, UsageSummary
-from rlm.environments.base_env import NonIsolatedEnv
-from rlm.utils.parsing import find_code_blocks
-from rlm.utils.prompts import RLM_SYSTEM_PROMPT
+import dotenv
 
 from deeprecall.engine.prompts import SEARCH_GUIDE
 from deeprecall.engine.run import QueryRun
 from deeprecall.errors import QueryLimitExceeded, SandboxError
 from deeprecall.sandboxes.protocol import CellResult, WorkerSession
+
+
+@contextmanager
+def _quiet_dotenv() -> Iterator[None]:
+    original = dotenv.load_dotenv
+    dotenv.load_dotenv = lambda *args, **kwargs: False
+    try:
+        yield
+    finally:
+        dotenv.load_dotenv = original
+
+
+with _quiet_dotenv():
+    from rlm import RLM
+    from rlm.clients.base_lm import BaseLM
+    from rlm.core.lm_handler import LMHandler
+    from rlm.core.types import CodeBlock, ModelUsageSummary, REPLResult, RLMIteration, UsageSummary
+    from rlm.environments.base_env import NonIsolatedEnv
+    from rlm.utils.parsing import find_code_blocks
+    from rlm.utils.prompts import RLM_SYSTEM_PROMPT
 
 SYSTEM_PROMPT = RLM_SYSTEM_PROMPT + SEARCH_GUIDE
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)\s*\n(.*?)\n```", re.DOTALL)
