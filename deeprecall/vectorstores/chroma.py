@@ -1,53 +1,68 @@
 """Chroma: the zero-config default, embedded or attached to a collection you have.
 
 ``chromadb`` is imported here only, lazily (``pip install 'deeprecall[chroma]'``).
+
+Chroma's ``where`` speaks almost DeepRecall's filter language already; it wants
+one key per dict and numbers (not strings) for ``$gt``-style operators, so
+string ranges run in Python after an over-fetch.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from deeprecall.errors import ConfigError, MissingDependencyError, VectorStoreError
+from deeprecall.vectorstores import filters as fl
+from deeprecall.vectorstores._adapter import StoreAdapter
+from deeprecall.vectorstores._support import MARKER, EmbeddingFn, check_dimension, content_id, dedupe, prepare_batch
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
-from deeprecall.vectorstores.filters import conjuncts
+
+__all__ = ["ChromaStore", "content_id", "to_chroma_where"]
+
+_EMPTY_META = {"_": ""}  # Chroma rejects empty metadata dicts in a batch that has some
 
 
 def to_chroma_where(filters: Filter | None) -> dict[str, Any] | None:
-    """Chroma's ``where`` wants exactly one key per dict; split implicit ANDs."""
+    """The whole filter in Chroma's form; raises ``Untranslatable`` if any part cannot be."""
     if not filters:
         return None
-    parts = [_node(c) for c in conjuncts(filters)]
+    parts = [_node(c) for c in fl.conjuncts(filters)]
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
 def _node(cond: Filter) -> dict[str, Any]:
-    (key, value), = cond.items()
+    ((key, value),) = cond.items()
     if key == "$or":
         children = [to_chroma_where(c) for c in value]
         return children[0] if len(children) == 1 else {"$or": children}  # type: ignore[return-value]
-    if isinstance(value, dict) and len(value) > 1:
-        return {"$and": [{key: {op: operand}} for op, operand in value.items()]}
+    ops = fl.operators(value)
+    for op, operand in ops.items():
+        if op in ("$gt", "$gte", "$lt", "$lte") and not fl.is_number(operand):
+            raise fl.Untranslatable(cond)
+    if len(ops) > 1:
+        return {"$and": [{key: {op: operand}} for op, operand in ops.items()]}
     return {key: value}
 
 
-def content_id(text: str, metadata: Metadata | None = None) -> str:
-    """An id derived from content, so adding the same chunk twice adds it once."""
-    h = hashlib.sha256(text.encode())
-    if metadata and "source" in metadata:
-        h.update(b"\0" + str(metadata["source"]).encode())
-    return h.hexdigest()[:32]
+def _chromadb() -> Any:
+    try:
+        import chromadb
+    except ImportError as e:
+        raise MissingDependencyError("chromadb", "chroma", "ChromaStore") from e
+    return chromadb
 
 
-class ChromaStore:
+class ChromaStore(StoreAdapter):
     """A Chroma collection.
 
-    ``ChromaStore(collection_name="docs", persist_directory="./.deeprecall")``
-    creates or reopens an embedded store; ``ChromaStore(collection=c)`` attaches
-    to a collection you already have and uses its embedding function unless you
-    pass ``embedding_fn``.
+    ``ChromaStore("docs", persist_directory="./.deeprecall")`` creates or reopens
+    an embedded store and may write to collections DeepRecall created.
+    ``ChromaStore.attach("their_docs", path=...)`` or ``ChromaStore(collection=c)``
+    attaches to a collection you already have, read-only unless ``writable=True``,
+    and queries with the collection's own embedding function unless you pass
+    ``embedding_fn``. ``text_key`` names a metadata key holding the text, for
+    collections that keep it there instead of in ``documents``.
     """
 
     kind = "chroma"
@@ -58,34 +73,109 @@ class ChromaStore:
         persist_directory: str | None = "./.deeprecall",
         *,
         collection: Any = None,
-        embedding_fn: Any = None,
+        embedding_fn: EmbeddingFn | None = None,
         client: Any = None,
+        writable: bool | None = None,
+        text_key: str | None = None,
     ) -> None:
-        self._lock = threading.Lock()
+        self._text_key = text_key
         if collection is not None:
+            super().__init__(collection.name, embedding_fn, bool(writable))
             self._collection = collection
             self._embed = embedding_fn
+            check_dimension(self._stored_dim(), embedding_fn, repr(self))
             return
         if len(collection_name) < 3:
             raise ConfigError(f"Chroma collection names need at least 3 characters; got {collection_name!r}")
-        try:
-            import chromadb
-        except ImportError as e:
-            raise MissingDependencyError("chromadb", "chroma", "ChromaStore") from e
         if client is None:
+            chromadb = _chromadb()
             client = chromadb.PersistentClient(path=persist_directory) if persist_directory else chromadb.EphemeralClient()
-        kwargs: dict[str, Any] = {"name": collection_name, "metadata": {"hnsw:space": "cosine"}}
+        kwargs: dict[str, Any] = {"name": collection_name, "metadata": {"hnsw:space": "cosine", "created_by": MARKER}}
         if embedding_fn is not None:
             kwargs["embedding_function"] = embedding_fn
-        self._collection = client.get_or_create_collection(**kwargs)
+        try:
+            self._collection = client.get_or_create_collection(**kwargs)
+        except Exception as e:
+            raise VectorStoreError(f"Chroma could not open collection {collection_name!r}: {e}") from e
+        ours = (self._collection.metadata or {}).get("created_by") == MARKER
+        super().__init__(collection_name, embedding_fn, ours if writable is None else writable)
         self._embed = None  # the collection embeds with the function it was created with
+
+    @classmethod
+    def attach(
+        cls,
+        collection_name: str,
+        *,
+        path: str | None = None,
+        host: str | None = None,
+        port: int = 8000,
+        client: Any = None,
+        embedding_fn: EmbeddingFn | None = None,
+        writable: bool = False,
+        text_key: str | None = None,
+    ) -> ChromaStore:
+        """Attach to an existing collection (embedded at ``path`` or a server at ``host``); never creates one."""
+        if client is None:
+            chromadb = _chromadb()
+            client = chromadb.HttpClient(host=host, port=port) if host else chromadb.PersistentClient(path=path or ".")
+        try:
+            collection = client.get_collection(collection_name)
+        except Exception as e:
+            names = _names(client)
+            raise VectorStoreError(f"Chroma has no collection {collection_name!r} (it has: {names}): {e}") from e
+        return cls(collection=collection, embedding_fn=embedding_fn, writable=writable, text_key=text_key)
 
     @property
     def collection(self) -> Any:
         return self._collection
 
-    def __repr__(self) -> str:
-        return f"ChromaStore(collection={self._collection.name!r})"
+    def _stored_dim(self) -> int | None:
+        try:
+            got = self._collection.get(limit=1, include=["embeddings"])["embeddings"]
+        except Exception:
+            return None
+        return None if got is None or len(got) == 0 else len(got[0])
+
+    def _query_vector(self, query: str) -> list[float] | None:
+        return None if self._embed is None else super()._query_vector(query)
+
+    def _translate(self, conjunct: Filter) -> dict[str, Any]:
+        return _node(conjunct)
+
+    def _search(self, query: str, vector: list[float] | None, k: int, native: list[Any]) -> list[Hit]:
+        n = self.count()
+        if n == 0:
+            return []
+        kwargs: dict[str, Any] = {"n_results": min(k, n), "include": ["documents", "metadatas", "distances"]}
+        if vector is not None:
+            kwargs["query_embeddings"] = [vector]
+        else:
+            kwargs["query_texts"] = [query]
+        if native:
+            kwargs["where"] = native[0] if len(native) == 1 else {"$and": native}
+        try:
+            res = self._collection.query(**kwargs)
+        except Exception as e:
+            raise VectorStoreError(f"Chroma query failed: {e}") from e
+        rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
+        return [self._hit(i, doc, meta, 1.0 - float(dist)) for i, doc, meta, dist in rows]
+
+    def _hit(self, doc_id: str, doc: str | None, meta: Metadata | None, score: float) -> Hit:
+        metadata = {k: v for k, v in (meta or {}).items() if k != "_"}
+        if self._text_key is not None:
+            doc = str(metadata.pop(self._text_key, doc or ""))
+        return Hit(id=doc_id, content=doc or "", metadata=metadata, score=score)
+
+    def _upsert(self, ids: list[str], texts: list[str], metas: list[Metadata], vectors: list[list[float]]) -> None:
+        kwargs: dict[str, Any] = {"ids": ids, "documents": texts}
+        if any(metas):
+            kwargs["metadatas"] = [m or _EMPTY_META for m in metas]
+        if vectors:
+            kwargs["embeddings"] = vectors
+        try:
+            self._collection.upsert(**kwargs)
+        except Exception as e:
+            raise VectorStoreError(f"Chroma upsert failed: {e}") from e
 
     def add_documents(
         self,
@@ -93,57 +183,41 @@ class ChromaStore:
         metadatas: Sequence[Metadata] | None = None,
         ids: Sequence[str] | None = None,
     ) -> list[str]:
-        texts = list(texts)
-        if metadatas is not None and len(metadatas) != len(texts):
-            raise ConfigError(f"add_documents got {len(texts)} texts but {len(metadatas)} metadatas")
-        if ids is not None and len(ids) != len(texts):
-            raise ConfigError(f"add_documents got {len(texts)} texts but {len(ids)} ids")
-        metas = [dict(m) if m else None for m in (metadatas or [None] * len(texts))]
-        doc_ids = [str(i) for i in ids] if ids is not None else [content_id(t, m) for t, m in zip(texts, metas)]
-        if not texts:
-            return []
-        kwargs: dict[str, Any] = {"ids": doc_ids, "documents": texts}
-        if any(metas):
-            kwargs["metadatas"] = [m or {"_": ""} for m in metas]
-        if self._embed is not None:
-            kwargs["embeddings"] = self._embed(texts)
-        try:
+        if self._embed is None and self.writable:  # the collection embeds with its own function
+            return self._add_unembedded(texts, metadatas, ids)
+        return super().add_documents(texts, metadatas, ids)
+
+    def _add_unembedded(
+        self, texts: Sequence[str], metadatas: Sequence[Metadata] | None, ids: Sequence[str] | None
+    ) -> list[str]:
+        texts, metas, doc_ids = prepare_batch(texts, metadatas, ids)
+        batch = dedupe(texts, metas, doc_ids)
+        if batch[0]:
             with self._lock:
-                self._collection.upsert(**kwargs)
-        except Exception as e:
-            raise VectorStoreError(f"Chroma upsert failed: {e}") from e
+                self._upsert(batch[2], batch[0], batch[1], [])
         return doc_ids
 
-    def search(self, query: str, top_k: int = 5, filters: Filter | None = None) -> list[Hit]:
-        n = self.count()
-        if n == 0:
-            return []
-        kwargs: dict[str, Any] = {"n_results": min(top_k, n), "include": ["documents", "metadatas", "distances"]}
-        if self._embed is not None:
-            kwargs["query_embeddings"] = self._embed([query])
-        else:
-            kwargs["query_texts"] = [query]
-        where = to_chroma_where(filters)
-        if where:
-            kwargs["where"] = where
-        try:
-            res = self._collection.query(**kwargs)
-        except Exception as e:
-            raise VectorStoreError(f"Chroma query failed: {e}") from e
-        return [
-            Hit(id=i, content=doc or "", metadata={k: v for k, v in (meta or {}).items() if k != "_"}, score=1.0 - float(dist))
-            for i, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
-        ]
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        return set(self._collection.get(ids=list(ids), include=[])["ids"])
+
+    def scan(self, batch_size: int = 512) -> Iterator[Hit]:
+        offset = 0
+        while True:
+            page = self._collection.get(limit=batch_size, offset=offset, include=["documents", "metadatas"])
+            for doc_id, doc, meta in zip(page["ids"], page["documents"], page["metadatas"]):
+                yield self._hit(doc_id, doc, meta, 0.0)
+            if len(page["ids"]) < batch_size:
+                return
+            offset += batch_size
 
     def count(self) -> int:
         return int(self._collection.count())
 
-    def describe(self) -> dict[str, Any]:
-        keys: set[str] = set()
-        try:
-            sample = self._collection.peek(limit=20)
-            for meta in sample.get("metadatas") or []:
-                keys.update(k for k in (meta or {}) if k != "_")
-        except Exception:
-            pass
-        return {"kind": self.kind, "collection": self._collection.name, "documents": self.count(), "metadata_keys": sorted(keys)}
+
+def _names(client: Any) -> list[str]:
+    try:
+        return sorted(getattr(c, "name", str(c)) for c in client.list_collections())
+    except Exception:
+        return []

@@ -15,7 +15,8 @@ Tenancy: the host's enforced filter and the model's filter are combined with
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from deeprecall.errors import FilterError
 
@@ -23,6 +24,7 @@ Filter = dict[str, Any]
 COMPARISON_OPS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"})
 LOGICAL_OPS = frozenset({"$and", "$or"})
 Scalar = (str, int, float, bool)
+T = TypeVar("T")
 
 
 def validate(filters: Any) -> Filter | None:
@@ -150,3 +152,39 @@ def _compare(actual: Any, op: str, operand: Any) -> bool:
         return bool(actual <= operand)
     except TypeError:
         return False
+
+
+class Untranslatable(Exception):
+    """Raised by an adapter's translator for a condition its store cannot express natively."""
+
+
+def partition(filters: Filter | None, translate: Callable[[Filter], T]) -> tuple[list[T], Filter | None]:
+    """Split a filter into the conjuncts a store can express and the rest.
+
+    ``translate`` turns one single-key conjunct into the store's native form or
+    raises ``Untranslatable``. What it cannot take comes back as a residual
+    filter, which the adapter applies with ``matches`` after over-fetching. The
+    split is by conjunct, so the store still narrows everything it can.
+    """
+    if not filters:
+        return [], None
+    native: list[T] = []
+    rest: list[Filter] = []
+    for part in conjuncts(filters):
+        try:
+            native.append(translate(part))
+        except Untranslatable:
+            rest.append(part)
+    if not rest:
+        return native, None
+    return native, rest[0] if len(rest) == 1 else {"$and": rest}
+
+
+def operators(cond: Any) -> dict[str, Any]:
+    """A field condition as a dict of operators: ``"acme"`` becomes ``{"$eq": "acme"}``."""
+    return dict(cond) if isinstance(cond, dict) else {"$eq": cond}
+
+
+def is_number(value: Any) -> bool:
+    """True for int and float, false for bool (which Python counts as an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

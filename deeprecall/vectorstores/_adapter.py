@@ -1,0 +1,121 @@
+"""The search and write flow every adapter shares, so each store file only holds
+what is specific to its store: connecting, translating filters, one query, one upsert.
+
+A subclass implements ``_translate`` (one conjunct to native form, or raise
+``Untranslatable``), ``_search`` (vector query with native filters), ``_upsert``,
+``count`` and ``scan``. This class adds validation, the over-fetch fallback for
+conditions the store cannot express, the read-only guard and a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from deeprecall.vectorstores import filters as fl
+from deeprecall.vectorstores._support import EmbeddingFn, dedupe, embed, prepare_batch, require_writable
+from deeprecall.vectorstores.base import Filter, Hit, Metadata
+
+OVERFETCH = 4  # first over-fetch factor when part of a filter runs in Python; it grows 4x per round
+
+
+class StoreAdapter:
+    """Base class of the adapters. Not part of the Protocol: any object with the
+    four methods works with the engine."""
+
+    kind = "store"
+
+    def __init__(self, name: str, embedding_fn: EmbeddingFn | None, writable: bool) -> None:
+        self.name = name
+        self.embedding_fn = embedding_fn
+        self.writable = writable
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    # -- what the engine calls -------------------------------------------------
+    def search(self, query: str, top_k: int = 5, filters: Filter | None = None) -> list[Hit]:
+        filters = fl.validate(filters)
+        if top_k <= 0:
+            return []
+        native, residual = fl.partition(filters, self._translate)
+        vector = self._query_vector(query)
+        with self._lock:
+            if residual is None:
+                return self._search(query, vector, top_k, native)
+            return self._postfiltered(query, vector, top_k, native, residual)
+
+    def _postfiltered(
+        self, query: str, vector: list[float] | None, top_k: int, native: list[Any], residual: Filter
+    ) -> list[Hit]:
+        """Over-fetch and filter in Python, growing the fetch until enough hits pass or the store is exhausted."""
+        total = self.count()
+        k = min(max(top_k * OVERFETCH, 20), total)
+        while True:
+            hits = self._search(query, vector, k, native)
+            kept = [h for h in hits if fl.matches(residual, h.metadata)]
+            if len(kept) >= top_k or k >= total or len(hits) < k:
+                return kept[:top_k]
+            k = min(k * OVERFETCH, total)
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "collection": self.name,
+            "documents": self.count(),
+            "metadata_keys": self.metadata_keys(),
+        }
+
+    def add_documents(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[Metadata] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        require_writable(self.writable, repr(self))
+        texts, metas, doc_ids = prepare_batch(texts, metadatas, ids)
+        batch = dedupe(texts, metas, doc_ids)
+        if batch[0]:
+            vectors = embed(self.embedding_fn, batch[0], repr(self))
+            with self._lock:
+                self._upsert(batch[2], batch[0], batch[1], vectors)
+        return doc_ids
+
+    # -- optional extras: ingestion and hybrid search use them when present ------
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are already stored, so re-ingesting skips their embedding."""
+        return set()
+
+    def scan(self, batch_size: int = 512) -> Iterator[Hit]:
+        """Every document once, in no particular order (for BM25 in HybridStore)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its documents")
+
+    def metadata_keys(self) -> list[str]:
+        """Metadata field names, from a small sample; the model sees them in describe()."""
+        keys: set[str] = set()
+        try:
+            for i, hit in enumerate(self.scan(batch_size=20)):
+                keys.update(hit.metadata)
+                if i >= 19:
+                    break
+        except Exception:
+            return []
+        return sorted(keys)
+
+    # -- what a store file implements -----------------------------------------
+    def _query_vector(self, query: str) -> list[float] | None:
+        return embed(self.embedding_fn, [query], repr(self))[0]
+
+    def _translate(self, conjunct: Filter) -> Any:
+        raise fl.Untranslatable(conjunct)
+
+    def _search(self, query: str, vector: list[float] | None, k: int, native: list[Any]) -> list[Hit]:
+        raise NotImplementedError
+
+    def _upsert(self, ids: list[str], texts: list[str], metas: list[Metadata], vectors: list[list[float]]) -> None:
+        raise NotImplementedError
