@@ -103,6 +103,8 @@ class AnthropicChatModel:
             raise ProviderError(
                 f"{where}: {type(e).__name__}: cannot reach {self.base_url or 'Anthropic'}", retryable=True
             ) from None
+        except ValueError as e:  # a 200 whose body is not JSON
+            raise ProviderError(f"{where}: malformed response ({type(e).__name__})", retryable=True) from None
         except anthropic.AnthropicError as e:
             raise ProviderError(
                 f"{where}: {type(e).__name__}: {redact(str(e), self._secrets)}", retryable=True

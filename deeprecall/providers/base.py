@@ -44,6 +44,14 @@ class ChatModel(Protocol):
     def close(self) -> None: ...
 
 
+def is_transport_error(error: BaseException) -> bool:
+    """A timeout or connection failure from httpx or its successor httpx2 (google-genai uses either)."""
+    return any(
+        cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in ("httpx", "httpx2")
+        for cls in type(error).__mro__
+    )
+
+
 def retryable_status(status: int | None) -> bool:
     """The HTTP statuses worth retrying or failing over on: timeouts, conflicts, rate limits, server errors."""
     return status is not None and (status in (408, 409, 429) or status >= 500)

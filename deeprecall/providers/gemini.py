@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from deeprecall.errors import ProviderError, redact
-from deeprecall.providers.base import Completion, Message, retryable_status
+from deeprecall.providers.base import Completion, Message, is_transport_error, retryable_status
 from deeprecall.providers.pricing import CostModel
 
 
@@ -75,7 +75,7 @@ class GeminiChatModel:
         return f"GeminiChatModel(model_name={self.model_name!r}, mode={mode!r}, base_url={self.base_url!r})"
 
     def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
-        import httpx
+        from google.auth.exceptions import GoogleAuthError
         from google.genai import errors, types
 
         system, contents = to_gemini(messages)
@@ -98,12 +98,19 @@ class GeminiChatModel:
                 retryable=retryable_status(status),
                 status=status,
             ) from None
-        except (httpx.TimeoutException, httpx.TransportError) as e:
+        except GoogleAuthError as e:
             raise ProviderError(
-                f"{where}: {type(e).__name__}: cannot reach {self.base_url or 'Google'}", retryable=True
+                f"{where}: Vertex AI credentials: {type(e).__name__}; run `gcloud auth application-default login` "
+                "or set GOOGLE_APPLICATION_CREDENTIALS"
             ) from None
         except (ValueError, TypeError) as e:  # the SDK's pydantic parsing of a malformed body
             raise ProviderError(f"{where}: malformed response: {type(e).__name__}", retryable=True) from None
+        except Exception as e:
+            if not is_transport_error(e):
+                raise
+            raise ProviderError(
+                f"{where}: {type(e).__name__}: cannot reach {self.base_url or 'Google'}", retryable=True
+            ) from None
         candidates = getattr(response, "candidates", None)
         if not candidates:
             raise ProviderError(f"{where}: the server returned no candidates", retryable=True)

@@ -100,6 +100,8 @@ class OpenAIChatModel:
             raise ProviderError(
                 f"{where}: {type(e).__name__}: cannot reach {self.base_url or 'OpenAI'}", retryable=True
             ) from None
+        except ValueError as e:  # a 200 whose body is not JSON
+            raise ProviderError(f"{where}: malformed response ({type(e).__name__})", retryable=True) from None
         except openai.OpenAIError as e:
             raise ProviderError(
                 f"{where}: {type(e).__name__}: {redact(str(e), self._secrets)}", retryable=True

@@ -81,7 +81,13 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         ("qwen2.5-coder:7b", "llama3.2:3b", "gpt-oss:20b"),
     ),
     _local(
-        "lmstudio", "LM Studio", "http://localhost:1234/v1", "LMSTUDIO_BASE_URL", ("lm-studio",), "https://lmstudio.ai"
+        "lmstudio",
+        "LM Studio",
+        "http://localhost:1234/v1",
+        "LMSTUDIO_BASE_URL",
+        ("lm-studio",),
+        "https://lmstudio.ai",
+        ("qwen2.5-7b-instruct",),
     ),
     _local(
         "vllm",
@@ -92,7 +98,15 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         "https://docs.vllm.ai",
         ("meta-llama/Llama-3-70b",),
     ),
-    _local("sglang", "SGLang", "http://localhost:30000/v1", "SGLANG_BASE_URL", ("sg-lang",), "https://docs.sglang.ai"),
+    _local(
+        "sglang",
+        "SGLang",
+        "http://localhost:30000/v1",
+        "SGLANG_BASE_URL",
+        ("sg-lang",),
+        "https://docs.sglang.ai",
+        ("Qwen/Qwen2.5-7B-Instruct",),
+    ),
     _local(
         "tgi",
         "Hugging Face TGI",
@@ -100,9 +114,16 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         "TGI_BASE_URL",
         ("text-generation-inference",),
         "https://huggingface.co/docs/text-generation-inference",
+        ("tgi",),
     ),
     _local(
-        "mlx", "MLX", "http://localhost:8080/v1", "MLX_BASE_URL", ("mlx-lm",), "https://github.com/ml-explore/mlx-lm"
+        "mlx",
+        "MLX",
+        "http://localhost:8080/v1",
+        "MLX_BASE_URL",
+        ("mlx-lm",),
+        "https://github.com/ml-explore/mlx-lm",
+        ("mlx-community/Llama-3.2-3B-Instruct-4bit",),
     ),
     _local(
         "llama-cpp",
@@ -111,6 +132,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         "LLAMACPP_BASE_URL",
         ("llamacpp", "llama_cpp"),
         "https://github.com/ggml-org/llama.cpp",
+        ("local-model",),
     ),
     _local(
         "openai-compatible",
@@ -168,9 +190,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         example_models=("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.0-flash"),
         key_prefix="AIza",
         price_prefixes=("gemini", "vertex_ai"),
-        settings=(
-            "vertexai, project (GOOGLE_CLOUD_PROJECT), location (GOOGLE_CLOUD_LOCATION): Vertex AI instead of a key",
-        ),
+        settings=("vertexai, project (GOOGLE_CLOUD_PROJECT), location (GOOGLE_CLOUD_LOCATION): Vertex AI instead of a key",),
     ),
     ProviderSpec(
         "xai",
@@ -396,7 +416,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         "llama",
         "Meta Llama (self-hosted or any host)",
         "Model Hosts",
-        aliases=("meta", "meta-llama"),
+        aliases=("meta",),
         api_key_env_vars=("LLAMA_API_KEY",),
         base_url_env_var="LLAMA_ENDPOINT_URL",
         key_optional=True,

@@ -130,7 +130,7 @@ def test_pool_has_no_price_if_one_member_has_none(llm):
 
 
 @pytest.mark.parametrize(("backend", "model", "key"), [
-    ("anthropic", "claude-sonnet-4-5", "sk-ant-test"),
+    ("anthropic", "claude-sonnet-4-6", "sk-ant-test"),
     ("gemini", "gemini-2.5-flash", "AIza-test"),
 ])
 def test_pool_members_speak_their_own_protocol(llm, backend, model, key):
