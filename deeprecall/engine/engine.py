@@ -8,6 +8,7 @@ so ``query()`` is safe to call from many threads at once.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from deeprecall.sandboxes.protocol import WorkerSession
 from deeprecall.vectorstores import filters as filter_language
 from deeprecall.vectorstores.base import VectorStore
 
+log = logging.getLogger("deeprecall")
 DESCRIBE_TTL = 5.0
 TOOL_DOCS = {"search_db": {"tool": None, "description": "search_db(query, top_k=5, filters=None) -> list of hits; see below"}}
 
@@ -128,8 +130,12 @@ class DeepRecall:
             if env is not None:
                 env.cleanup()
             run.finish()
-        return QueryResult(question=run.question, answer=answer, sources=self._sources(run), steps=run.steps,
-                           usage=run.usage, error=error, error_message=message, seconds=time.monotonic() - run.started)
+        result = QueryResult(question=run.question, answer=answer, sources=self._sources(run), steps=run.steps,
+                             usage=run.usage, error=error, error_message=message, seconds=time.monotonic() - run.started)
+        log.info("query done in %.2fs: %d steps, %d root + %d sub calls, %d searches, %d tokens, error=%s",
+                 result.seconds, len(result.steps), run.usage.root_calls, run.usage.sub_calls, run.usage.search_calls,
+                 run.usage.total_tokens, error)
+        return result
 
     def _start_worker(self, run: QueryRun) -> WorkerSession:
         session = self._pool.acquire()
