@@ -95,9 +95,9 @@ def llm_settings(args: argparse.Namespace, env: dict[str, str] | None = None) ->
     if args.config:
         from deeprecall.config_file import load_config_file
 
-        values = load_config_file(args.config)
-        values.pop("store", None)
-        return values
+        from_file = load_config_file(args.config)
+        from_file.pop("store", None)
+        return from_file
     base_url = args.base_url or env.get("DEEPRECALL_BASE_URL")
     backend = args.backend or ("openai-compatible" if base_url else "openai" if env.get("OPENAI_API_KEY") else None)
     if backend is None:
