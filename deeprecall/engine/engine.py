@@ -9,6 +9,7 @@ so ``query()`` is safe to call from many threads at once.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -50,6 +51,8 @@ class DeepRecall:
                                 start_timeout=self.sandbox.settings.start_timeout)
         self._closed = False
         self._description: tuple[float, dict[str, Any] | None] = (0.0, None)
+        self._switched: dict[str, ChatModel] = {}
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DeepRecall(store={self.store!r}, backend={self.config.backend!r}, environment={self.config.environment!r})"
@@ -63,8 +66,13 @@ class DeepRecall:
                               "backend_kwargs['pricing'] (USD per token: {'input': ..., 'output': ...}) for them")
 
     # -- public API ----------------------------------------------------------
-    def query(self, question: str, filters: dict[str, Any] | None = None, *, top_k: int | None = None) -> QueryResult:
-        """Answer ``question`` from the store. ``filters`` is enforced on every search."""
+    def query(self, question: str, filters: dict[str, Any] | None = None, *, top_k: int | None = None,
+              backend: str | None = None, backend_kwargs: dict[str, Any] | None = None) -> QueryResult:
+        """Answer ``question`` from the store. ``filters`` is enforced on every search.
+
+        ``backend`` / ``backend_kwargs`` switch the root model for this query only;
+        the model is built once and reused by later queries that ask for it.
+        """
         if self._closed:
             raise ConfigError("this DeepRecall engine is closed; create a new one")
         if not isinstance(question, str) or not question.strip():
@@ -72,11 +80,25 @@ class DeepRecall:
         if top_k is not None and not 1 <= top_k <= self.config.max_top_k:
             raise ConfigError(f"top_k must be between 1 and max_top_k={self.config.max_top_k}")
         enforced = filter_language.combine(self.config.filters, filter_language.validate(filters))
-        run = QueryRun(question=question, store=self.store, root=self._root, subs=self._subs, config=self.config,
+        root = self._root if backend is None and backend_kwargs is None else self._switched_root(backend, backend_kwargs)
+        run = QueryRun(question=question, store=self.store, root=root, subs=self._subs, config=self.config,
                        enforced_filters=enforced, top_k=top_k or self.config.top_k)
         run.context = {"question": question, "store": self._describe_store(), "default_top_k": run.top_k,
                        "scoped_by_host": enforced is not None}
         return self._execute(run)
+
+    def _switched_root(self, backend: str | None, kwargs: dict[str, Any] | None) -> ChatModel:
+        values = {"backend": backend or self.config.backend, "backend_kwargs": kwargs or dict(self.config.backend_kwargs)}
+        checked = DeepRecallConfig.build(**{**self.config.model_dump(), **values})
+        key = repr((checked.backend, sorted(checked.backend_kwargs.items())))
+        with self._lock:
+            model = self._switched.get(key)
+        if model is None:
+            model = build_chat_model(checked.backend, dict(checked.backend_kwargs))
+            self._check_prices([model])
+            with self._lock:
+                model = self._switched.setdefault(key, model)
+        return model
 
     def _describe_store(self) -> dict[str, Any]:
         """The store's description, refreshed at most every DESCRIBE_TTL seconds: it
@@ -97,7 +119,7 @@ class DeepRecall:
         self._closed = True
         self._pool.close()
         self.sandbox.close()
-        for model in [self._root, *self._subs]:
+        for model in [self._root, *self._subs, *self._switched.values()]:
             model.close()
 
     def __enter__(self) -> DeepRecall:

@@ -210,3 +210,13 @@ def test_worker_that_exits_is_replaced_and_the_query_goes_on(llm, make_engine):
     assert result.answer == "still here" and result.error is None
     assert "REPL process died" in server.calls_for(ROOT)[1].text
 
+
+
+def test_a_query_can_switch_the_root_backend(llm, make_engine):
+    first = llm({ROOT: by_turn(repl('answer["content"] = "from first"\nanswer["ready"] = True'))})
+    second = llm({"other-root": by_turn(repl('answer["content"] = "from second"\nanswer["ready"] = True'))})
+    engine = make_engine(first)
+    switched = {"model_name": "other-root", "base_url": second.base_url, "max_retries": 0}
+    assert engine.query("q", backend="vllm", backend_kwargs=switched).answer == "from second"
+    assert engine.query("q").answer == "from first"
+    assert len(second.requests) == 1 and len(first.requests) == 1
