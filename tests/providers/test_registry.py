@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from deeprecall.errors import ConfigError
 from deeprecall.providers import known_backends
 from deeprecall.providers.registry import (
     PROVIDERS,
@@ -14,7 +15,6 @@ from deeprecall.providers.registry import (
     normalize_model_name,
     require_provider,
 )
-from deeprecall.errors import ConfigError
 
 SEED_001 = ["ollama", "lmstudio", "vllm", "sglang", "tgi", "mlx", "llama-cpp", "openai-compatible", "openai", "anthropic",
             "gemini", "xai", "perplexity", "deepseek", "moonshot", "alibaba", "openrouter", "opencode", "groq", "together",

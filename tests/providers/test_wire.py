@@ -36,7 +36,7 @@ def test_openai_request_shape(llm):
 
 def test_anthropic_request_shape(llm):
     s = llm(lambda r: Reply(text="fine", usage=(12, 3)))
-    c = model_for("anthropic", s).complete(MSGS + [{"role": "user", "content": "And 2022?"}])
+    c = model_for("anthropic", s).complete([*MSGS, {"role": "user", "content": "And 2022?"}])
     req = s.requests[-1]
     assert req.protocol == ANTHROPIC and req.path == "/v1/messages"
     assert req.body["system"] == "Be brief." and req.body["max_tokens"] == 4096
@@ -48,7 +48,7 @@ def test_anthropic_request_shape(llm):
 
 def test_gemini_request_shape(llm):
     s = llm(lambda r: Reply(text="fine", usage=(12, 3)))
-    convo = MSGS + [{"role": "assistant", "content": "Revenue."}, {"role": "user", "content": "Whose?"}]
+    convo = [*MSGS, {"role": "assistant", "content": "Revenue."}, {"role": "user", "content": "Whose?"}]
     c = model_for("gemini", s, sampling_args={"temperature": 0.0}).complete(convo)
     req = s.requests[-1]
     assert req.protocol == GEMINI and req.path.endswith("/models/gemini-2.5-flash:generateContent")
