@@ -19,6 +19,7 @@ from deeprecall.providers.registry import ProviderSpec, key_format_problem, norm
 
 COMMON_OPTIONS = frozenset(
     {
+        "model",
         "model_name",
         "api_key",
         "base_url",
@@ -90,7 +91,8 @@ def resolve_endpoint(backend: str, backend_kwargs: dict[str, Any]) -> Endpoint:
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ConfigError(f"backend '{spec.id}' does not take {unknown}; allowed backend_kwargs: {sorted(allowed)}")
-    model = options.pop("model_name", None) or options.pop("deployment", None)
+    model = options.pop("model_name", None) or options.pop("deployment", None) or options.pop("model", None)
+    options.pop("model", None)
     if not model or not isinstance(model, str):
         example = spec.example_models[0] if spec.example_models else "my-model"
         raise ConfigError(

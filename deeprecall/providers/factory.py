@@ -21,7 +21,7 @@ from deeprecall.providers.wire import openai_extra_body, openai_headers
 
 COMPOSITE = ("litellm", "pool", "hybrid", "auto")
 LITELLM_OPTIONS = frozenset(
-    {"model_name", "api_key", "base_url", "timeout", "max_retries", "sampling_args", "pricing", "extra"}
+    {"model", "model_name", "api_key", "base_url", "timeout", "max_retries", "sampling_args", "pricing", "extra"}
 )
 
 
@@ -115,7 +115,8 @@ def _build_litellm(kwargs: dict[str, Any]) -> ChatModel:
             f"backend 'litellm' does not take {unknown}; allowed: {sorted(LITELLM_OPTIONS)} "
             "(put other litellm.completion arguments under 'extra')"
         )
-    model = kwargs.pop("model_name", None)
+    model = kwargs.pop("model_name", None) or kwargs.pop("model", None)
+    kwargs.pop("model", None)
     if not model:
         raise ConfigError("backend 'litellm' needs 'model_name', e.g. {'model_name': 'groq/llama-3.3-70b-versatile'}")
     from deeprecall.providers.litellm_model import LiteLLMChatModel

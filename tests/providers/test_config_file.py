@@ -140,3 +140,16 @@ def test_errors_name_the_place_and_the_fix(tmp_path, text, match):
 def test_a_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config_file(tmp_path / "nope.yaml")
+
+
+def test_the_example_in_the_docs_loads(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-doc-example")
+    cfg = load_config_file(write(tmp_path, example))
+    assert cfg["backend"] == "pool" and len(cfg["backend_kwargs"]["members"]) == 3
+    assert cfg["backend_kwargs"]["members"][2]["base_url"] == "http://gpu-box:8000/v1"
+    assert cfg["other_backends"] == ["ollama", "anthropic"] and cfg["max_cost_usd"] == 0.5
+    assert cfg["environment"] == "docker" and cfg["store"]["type"] == "chroma"
