@@ -15,7 +15,7 @@ keys and base URLs).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deeprecall.errors import ConfigError, ProviderError
@@ -55,7 +55,7 @@ class Member:
     endpoint: Endpoint | None
     label: str
     cost: CostModel
-    params: dict[str, Any]
+    params: dict[str, Any] = field(repr=False)  # holds the key
 
 
 def _member_kwargs(raw: Any, index: int) -> tuple[str, dict[str, Any], float]:

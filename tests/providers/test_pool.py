@@ -168,7 +168,7 @@ def test_pool_repr_and_errors_hide_keys(llm):
     bad = llm(lambda r: Reply(status=401, text="bad key sk-secret-abcdef123456"))
     pool = build_chat_model("pool", {"fallback": False, "members": [
         {"backend": "openai", "model_name": "gpt-4o-mini", "api_key": "sk-secret-abcdef123456", "base_url": bad.base_url}]})
-    assert "sk-secret" not in repr(pool)
+    assert "sk-secret" not in repr(pool) and "sk-secret" not in repr(pool.members)
     with pytest.raises(ProviderError) as err:
         pool.complete(MSGS)
     assert "sk-secret" not in str(err.value) and not err.value.retryable

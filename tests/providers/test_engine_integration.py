@@ -1,0 +1,34 @@
+"""The provider layer inside a real query: a pool as the root, an Anthropic-protocol sub-model, cost metered."""
+
+from __future__ import annotations
+
+from deeprecall.testing.scripted_server import Reply, by_turn
+from tests.conftest import engine_config
+from tests.engine.test_query import SEARCH_AND_SUMMARISE, SUBMIT
+
+SUB_CALL = SEARCH_AND_SUMMARISE.replace('llm_query("Summarise: " + hits[0]["content"])',
+                                        'llm_query("Summarise: " + hits[0]["content"], model="claude-sonnet-4-6")')
+
+
+def test_pool_root_with_failover_and_an_anthropic_sub_model(llm, store):
+    from deeprecall import DeepRecall
+
+    broken = llm(lambda r: Reply(status=500, text="down"))
+    root = llm({"gpt-4o-mini": by_turn(SUB_CALL, SUBMIT)})
+    claude = llm(lambda r: Reply(text="Revenue up 12%.", usage=(100, 10)))
+    pool = {"model_name": "root-pool", "strategy": "ordered", "members": [
+        {"backend": "vllm", "model_name": "gpt-4o-mini", "base_url": broken.base_url,
+         "pricing": {"input_per_mtok": 1, "output_per_mtok": 1}},
+        {"backend": "openai", "model_name": "gpt-4o-mini", "base_url": root.base_url, "api_key": "proxy-key"},
+    ]}
+    config = engine_config(root, backend="pool", backend_kwargs=pool, other_backends=["anthropic"],
+                           other_backend_kwargs=[{"model_name": "claude-sonnet-4-6", "api_key": "sk-ant-test",
+                                                  "base_url": claude.root_url, "max_retries": 0}],
+                           max_cost_usd=1.0)
+    with DeepRecall(vectorstore=store, config=config) as engine:
+        result = engine.query("How much did Acme's revenue grow in 2023?")
+    assert result.error is None and result.answer == "Acme revenue grew 12% in 2023."
+    assert len(broken.requests) == 1, "the broken member failed once, then cooled down"
+    assert claude.requests and claude.requests[0].protocol == "anthropic"
+    usage = result.usage
+    assert usage.total_cost_usd and usage.total_cost_usd > 0
