@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from deeprecall.errors import ConfigError, VectorStoreError
+from deeprecall.errors import ConfigError, DeepRecallError, VectorStoreError
 from deeprecall.vectorstores.base import Metadata
 
 EmbeddingFn = Callable[[Sequence[str]], Any]
@@ -54,7 +55,7 @@ def prepare_batch(
     if ids is not None and len(ids) != len(texts):
         raise ConfigError(f"add_documents got {len(texts)} texts but {len(ids)} ids")
     metas = [dict(m) if m else {} for m in (metadatas or [{}] * len(texts))]
-    doc_ids = [str(i) for i in ids] if ids is not None else [content_id(t, m) for t, m in zip(texts, metas)]
+    doc_ids = [str(i) for i in ids] if ids is not None else [content_id(t, m) for t, m in zip(texts, metas, strict=True)]
     return texts, metas, doc_ids
 
 
@@ -122,3 +123,14 @@ def split_metadata(record: dict[str, Any], exclude: Iterable[str], keep: Sequenc
         return {k: record[k] for k in keep if k in record and record[k] is not None}
     skip = set(exclude)
     return {k: v for k, v in record.items() if k not in skip and v is not None}
+
+
+@contextmanager
+def vendor_errors(store: str, action: str) -> Iterator[None]:
+    """Map whatever a vendor SDK raises into ``VectorStoreError`` at the adapter's edge."""
+    try:
+        yield
+    except DeepRecallError:
+        raise
+    except Exception as e:
+        raise VectorStoreError(f"{store}: {action} failed: {type(e).__name__}: {e}") from e

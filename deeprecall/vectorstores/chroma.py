@@ -157,7 +157,7 @@ class ChromaStore(StoreAdapter):
             res = self._collection.query(**kwargs)
         except Exception as e:
             raise VectorStoreError(f"Chroma query failed: {e}") from e
-        rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
+        rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
         return [self._hit(i, doc, meta, 1.0 - float(dist)) for i, doc, meta, dist in rows]
 
     def _hit(self, doc_id: str, doc: str | None, meta: Metadata | None, score: float) -> Hit:
@@ -206,7 +206,7 @@ class ChromaStore(StoreAdapter):
         offset = 0
         while True:
             page = self._collection.get(limit=batch_size, offset=offset, include=["documents", "metadatas"])
-            for doc_id, doc, meta in zip(page["ids"], page["documents"], page["metadatas"]):
+            for doc_id, doc, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
                 yield self._hit(doc_id, doc, meta, 0.0)
             if len(page["ids"]) < batch_size:
                 return
