@@ -29,6 +29,7 @@ from deeprecall.sandboxes.base import WorkerChannel
 PROTOCOL_VERSION = 1
 # The worker is untrusted: one message may not exceed this, so it cannot exhaust the host's memory.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_INFLIGHT_CALLS = 32
 BOOTSTRAP = (
     "import os,sys\n"
     "n=int(sys.argv[1]);b=b''\n"
@@ -88,6 +89,7 @@ class WorkerSession:
         self._handler: CallHandler | None = None
         self._wlock = threading.Lock()
         self._next_id = 0
+        self._inflight = 0
         self._dead: str | None = None
         self._last_activity = time.monotonic()
         self._reader: threading.Thread | None = None
@@ -197,7 +199,7 @@ class WorkerSession:
                     self._channel.kill()
                     break
                 if isinstance(msg, dict) and msg.get("type") == "call":
-                    threading.Thread(target=self._serve_call, args=(msg,), daemon=True).start()
+                    self._dispatch_call(msg)
                 else:
                     self._responses.put(msg if isinstance(msg, dict) else {"type": "invalid"})
         except OSError:
@@ -205,7 +207,31 @@ class WorkerSession:
         self._dead = self._dead or "the worker exited"
         self._responses.put(None)
 
+    def _dispatch_call(self, msg: dict[str, Any]) -> None:
+        """Serve a call on its own thread, at most MAX_INFLIGHT_CALLS at once: forged
+        calls written straight to the protocol fd must not spawn host threads without end."""
+        with self._wlock:
+            busy = self._inflight >= MAX_INFLIGHT_CALLS
+            if not busy:
+                self._inflight += 1
+        if busy:
+            with self._wlock:
+                try:
+                    self._write({"type": "reply", "id": msg.get("id"), "ok": False,
+                                 "error": f"more than {MAX_INFLIGHT_CALLS} tool calls in flight; wait for some to finish"})
+                except SandboxError:
+                    pass
+            return
+        threading.Thread(target=self._serve_call, args=(msg,), daemon=True).start()
+
     def _serve_call(self, msg: dict[str, Any]) -> None:
+        try:
+            self._serve_one(msg)
+        finally:
+            with self._wlock:
+                self._inflight -= 1
+
+    def _serve_one(self, msg: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"type": "reply", "id": msg.get("id")}
         try:
             if self._handler is None:
