@@ -25,8 +25,17 @@ def _is_secret(name: str) -> bool:
 
 
 def redact_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``kwargs`` with secret-looking values replaced by ``'***'``."""
-    return {k: ("***" if _is_secret(k) and v else redact_kwargs(v) if isinstance(v, dict) else v) for k, v in kwargs.items()}
+    """A copy of ``kwargs`` with secret-looking values replaced by ``'***'``, at any depth
+    (pool members and hybrid halves nest their own kwargs)."""
+    return {k: "***" if _is_secret(k) and v else _redact_value(v) for k, v in kwargs.items()}
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return redact_kwargs(value)
+    if isinstance(value, list):
+        return [_redact_value(v) for v in value]
+    return value
 
 
 class DeepRecallConfig(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any
 from deeprecall.config import DeepRecallConfig
 from deeprecall.engine.run import QueryRun
 from deeprecall.errors import ConfigError, ProviderError, QueryLimitExceeded, SandboxError
-from deeprecall.providers import ChatModel, build_chat_model
+from deeprecall.providers import ChatModel, build_chat_model, expand_hybrid
 from deeprecall.results import QueryResult
 from deeprecall.sandboxes import build_sandbox
 from deeprecall.sandboxes.pool import WorkerPool
@@ -42,9 +42,11 @@ class DeepRecall:
             config = DeepRecallConfig.build(**{**config.model_dump(), **settings})
         self.config = config
         self.store = vectorstore
-        self._root = build_chat_model(config.backend, dict(config.backend_kwargs))
-        pairs = zip(config.other_backends, config.other_backend_kwargs, strict=True)
-        self._subs = [build_chat_model(backend, dict(kwargs)) for backend, kwargs in pairs]
+        # hybrid = one model reasons (root), another executes (the default llm_query model).
+        root_backend, root_kwargs, sub_backends, sub_kwargs = expand_hybrid(
+            config.backend, dict(config.backend_kwargs), config.other_backends, config.other_backend_kwargs)
+        self._root = build_chat_model(root_backend, dict(root_kwargs))
+        self._subs = [build_chat_model(b, dict(k)) for b, k in zip(sub_backends, sub_kwargs, strict=True)]
         self._check_prices([self._root, *self._subs])
         self.sandbox = build_sandbox(config.environment, dict(config.environment_kwargs))
         self._pool = WorkerPool(self.sandbox, size=self.sandbox.settings.pool_size,

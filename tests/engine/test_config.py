@@ -80,3 +80,11 @@ def test_closed_engine_refuses_queries(store):
     engine.close()
     with pytest.raises(ConfigError, match="closed"):
         engine.query("q")
+
+
+def test_secrets_nested_in_pool_members_are_hidden_in_repr():
+    config = DeepRecallConfig(backend="pool", backend_kwargs={"members": [
+        {"backend": "openai", "model_name": "a", "api_key": "sk-member1secret"},
+        {"backend": "anthropic", "model_name": "b", "backend_kwargs": {"api_key": "sk-ant-member2secret"}},
+    ]})
+    assert "member1secret" not in repr(config) and "member2secret" not in repr(config)

@@ -220,3 +220,14 @@ def test_a_query_can_switch_the_root_backend(llm, make_engine):
     assert engine.query("q", backend="vllm", backend_kwargs=switched).answer == "from second"
     assert engine.query("q").answer == "from first"
     assert len(second.requests) == 1 and len(first.requests) == 1
+
+
+def test_hybrid_backend_reasons_with_one_model_and_executes_sub_calls_with_another(llm, make_engine):
+    code = repl('answer["content"] = llm_query("do the work")\nanswer["ready"] = True')
+    server = llm({"reasoner": by_turn(code), "executor": lambda r: "done by executor"})
+    hybrid = {"reasoner": {"backend": "vllm", "model_name": "reasoner", "base_url": server.base_url},
+              "executor": {"backend": "vllm", "model_name": "executor", "base_url": server.base_url}}
+    engine = make_engine(server, backend="hybrid", backend_kwargs=hybrid, subs=())
+    result = engine.query("q")
+    assert result.answer == "done by executor"
+    assert list(result.usage.root) == ["reasoner"] and list(result.usage.sub) == ["executor"]
