@@ -131,8 +131,13 @@ class LanceDBStore(StoreAdapter):
         return self.db.create_table(name, schema=pa.schema(fields, metadata={"created_by": MARKER}))
 
     def _dim(self) -> int:
-        field = self.table.schema.field(self.vector_field)
-        return int(field.type.list_size)
+        try:
+            kind = self.table.schema.field(self.vector_field).type
+        except KeyError as e:
+            raise VectorStoreError(f"{self!r} has no column {self.vector_field!r}; pass vector_field=") from e
+        if getattr(kind, "list_size", -1) <= 0:
+            raise VectorStoreError(f"{self!r}: column {self.vector_field!r} is {kind}, not a fixed-size vector")
+        return int(kind.list_size)
 
     def _columns(self) -> set[str]:
         return set(self.table.schema.names)
