@@ -27,13 +27,16 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from typing import IO, Any, Literal
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import IO, Any, Literal, TypeVar
 
 from pydantic import Field, PrivateAttr
 
@@ -46,6 +49,7 @@ log = logging.getLogger("deeprecall")
 SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 NICE = 10  # warming spare workers and CPU-hungry model code yield to the host
 _warned: set[str] = set()
+T = TypeVar("T")
 
 
 class LocalSettings(SandboxSettings):
@@ -70,16 +74,49 @@ class LocalSettings(SandboxSettings):
         return limits
 
 
+class _Launcher:
+    """Starts every worker from one long-lived thread.
+
+    bubblewrap's ``--die-with-parent`` is PR_SET_PDEATHSIG, which fires when
+    the *thread* that forked it exits, not the process. Workers started from
+    the pool's short-lived refill threads would be killed while idle."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[[], T]) -> T:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="deeprecall-launcher", daemon=True)
+                self._thread.start()
+        done: Future[T] = Future()
+        self._jobs.put((fn, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            fn, done = self._jobs.get()
+            try:
+                done.set_result(fn())
+            except BaseException as e:
+                done.set_exception(e)
+
+
+_launcher = _Launcher()
+
+
 class ProcessChannel:
     """A worker subprocess; stderr is drained into a small ring buffer."""
 
     def __init__(self, argv: list[str], *, env: dict[str, str], cwd: str, cleanup_dir: str | None = None) -> None:
         self._cleanup_dir = cleanup_dir
         try:
-            self._proc = subprocess.Popen(
+            self._proc = _launcher.run(lambda: subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=env, cwd=cwd, start_new_session=True, close_fds=True,
-            )
+            ))
         except OSError as e:
             if cleanup_dir:
                 shutil.rmtree(cleanup_dir, ignore_errors=True)
