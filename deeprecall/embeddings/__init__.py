@@ -1,5 +1,44 @@
-"""Embedding functions. Each takes a list of texts and returns a list of vectors."""
+"""Embedding functions. Each takes a list of texts and returns a list of vectors.
 
+Only HashingEmbedding is imported eagerly; the others load their SDK on use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deeprecall.embeddings.base import EmbeddingFunction
 from deeprecall.embeddings.hashing import HashingEmbedding
+from deeprecall.embeddings.spec import embedding_from_spec
 
-__all__ = ["HashingEmbedding"]
+if TYPE_CHECKING:
+    from deeprecall.embeddings.chroma_default import ChromaDefaultEmbedding
+    from deeprecall.embeddings.litellm import LiteLLMEmbedding
+    from deeprecall.embeddings.openai import OpenAIEmbedding
+    from deeprecall.embeddings.sentence_transformers import SentenceTransformerEmbedding
+
+_LAZY = {
+    "ChromaDefaultEmbedding": "deeprecall.embeddings.chroma_default",
+    "LiteLLMEmbedding": "deeprecall.embeddings.litellm",
+    "OpenAIEmbedding": "deeprecall.embeddings.openai",
+    "SentenceTransformerEmbedding": "deeprecall.embeddings.sentence_transformers",
+}
+
+__all__ = [
+    "ChromaDefaultEmbedding",
+    "EmbeddingFunction",
+    "HashingEmbedding",
+    "LiteLLMEmbedding",
+    "OpenAIEmbedding",
+    "SentenceTransformerEmbedding",
+    "embedding_from_spec",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deeprecall.embeddings' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

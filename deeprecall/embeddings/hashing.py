@@ -9,6 +9,7 @@ machines with no internet. Chroma accepts it as an embedding function.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -25,20 +26,20 @@ class HashingEmbedding:
             raise ValueError("HashingEmbedding needs dim >= 8")
         self.dim = dim
 
-    def __call__(self, input: Sequence[str]) -> list[list[float]]:  # noqa: A002 - Chroma's parameter name
+    def __call__(self, input: Sequence[str]) -> list[list[float]]:
         return [self.embed_one(text) for text in input]
 
     def embed_one(self, text: str) -> list[float]:
         vec = [0.0] * self.dim
         words = _WORD.findall(text.lower())
-        for token in words + [a + " " + b for a, b in zip(words, words[1:])]:
+        for token in words + [a + " " + b for a, b in itertools.pairwise(words)]:
             digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
             vec[int.from_bytes(digest[:4], "little") % self.dim] += 1.0 if digest[4] & 1 else -1.0
         norm = math.sqrt(sum(v * v for v in vec)) or 1.0
         return [v / norm for v in vec]
 
     # Chroma's EmbeddingFunction protocol also asks for these.
-    def embed_query(self, input: Sequence[str]) -> list[list[float]]:  # noqa: A002
+    def embed_query(self, input: Sequence[str]) -> list[list[float]]:
         return self(input)
 
     @staticmethod
