@@ -96,9 +96,13 @@ class WorkerPool:
                     return
 
     def close(self) -> None:
+        """Kill idle workers, and wait for those still starting (they kill themselves on
+        seeing the pool closed), so the sandbox's own close() finds every teardown begun."""
         with self._cond:
             self._closed = True
             idle, self._idle = list(self._idle), deque()
             self._cond.notify_all()
         for session in idle:
             session.kill()
+        with self._cond:
+            self._cond.wait_for(lambda: self._starting == 0, timeout=self.start_timeout)

@@ -140,3 +140,57 @@ def background(target: Callable[[], None], name: str) -> threading.Thread:
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+class Teardowns:
+    """Sandbox deletions run in the background (a query must not wait for them);
+    ``wait`` at engine close makes sure none is left behind."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def run(self, *steps: Callable[[], Any]) -> None:
+        def all_steps() -> None:
+            for step in steps:
+                try:
+                    step()
+                except Exception:
+                    pass
+
+        thread = background(all_steps, self._name)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+
+    def wait(self, timeout: float = 60.0) -> None:
+        with self._lock:
+            pending = list(self._threads)
+        for thread in pending:
+            thread.join(timeout=timeout)
+
+
+def import_sdk(module: str, package: str, extra: str, purpose: str) -> Any:
+    """Import a vendor SDK on first use; a missing one names the pip extra."""
+    import importlib
+
+    from deeprecall.errors import MissingDependencyError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(package, extra, purpose) from None
+
+
+def shell_command(python: str) -> str:
+    """The worker's launch argv as one shell string, for exec APIs that take a string."""
+    import shlex
+
+    from deeprecall.sandboxes.protocol import launch_command
+
+    return " ".join(shlex.quote(part) for part in launch_command(python, REMOTE_FLAGS))
+
+
+# Remote images may carry the packages the model wants (numpy ...), so keep
+# site-packages (no -S); -I still ignores PYTHON* variables and the user site.
+REMOTE_FLAGS = ("-u", "-I")
