@@ -134,7 +134,11 @@ def arena(request: pytest.FixtureRequest) -> Iterator[Arena]:
         require_docker()
         environment_kwargs: dict[str, Any] = {"image": DOCKER_IMAGE}
     else:
-        environment_kwargs = {"isolation": "namespace", "namespace_tool": namespace_tool()}
+        # DEEPRECALL_SECURITY_LOCAL_ISOLATION=process shows what these tests catch: most fail.
+        chosen = os.environ.get("DEEPRECALL_SECURITY_LOCAL_ISOLATION", "namespace")
+        environment_kwargs = {"isolation": chosen}
+        if chosen == "namespace":
+            environment_kwargs["namespace_tool"] = namespace_tool()
     environment_kwargs.update(pool_size=2, cell_timeout=CELL_TIMEOUT, output_cap=OUTPUT_CAP, memory_mb=512)
     token = os.urandom(8).hex()
     secrets = {"env secret": f"drsecret-{token}", "api key": f"sk-deeprecallfake{token}",
