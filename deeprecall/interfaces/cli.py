@@ -63,7 +63,7 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collection", default="deeprecall", help="Chroma collection name")
     parser.add_argument("--embedding", default="default",
                         help="default (Chroma's model, downloaded once), hashing (offline, lexical), "
-                             "or sentence-transformers:PATH")
+                             "sentence-transformers:PATH, openai:MODEL or litellm:MODEL")
 
 
 def _llm_options(parser: argparse.ArgumentParser) -> None:
@@ -124,17 +124,9 @@ def open_store(args: argparse.Namespace) -> Any:
 
 
 def embedding_function(spec: str) -> Any:
-    if spec == "default":
-        return None
-    if spec == "hashing":
-        from deeprecall.embeddings import HashingEmbedding
+    from deeprecall.embeddings.spec import embedding_from_spec
 
-        return HashingEmbedding()
-    if spec.startswith("sentence-transformers:"):
-        from chromadb.utils.embedding_functions import SentenceTransformerEmbeddingFunction
-
-        return SentenceTransformerEmbeddingFunction(model_name=spec.split(":", 1)[1])
-    raise ConfigError(f"unknown --embedding {spec!r}; use default, hashing or sentence-transformers:PATH")
+    return embedding_from_spec(spec)
 
 
 def run_ingest(args: argparse.Namespace) -> int:
