@@ -102,7 +102,7 @@ def make_store() -> ChromaStore:
 
 
 def engine_for(kind: str, kwargs: dict[str, Any], url: str, store: ChromaStore, pool: int) -> DeepRecall:
-    config = DeepRecallConfig(backend="vllm", backend_kwargs={"model_name": "root", "base_url": url, "max_retries": 0},
+    config = DeepRecallConfig.build(backend="vllm", backend_kwargs={"model_name": "root", "base_url": url, "max_retries": 0},
                               environment=kind, environment_kwargs={**kwargs, "pool_size": pool}, max_search_calls=None)
     return DeepRecall(vectorstore=store, config=config)
 
