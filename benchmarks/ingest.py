@@ -23,12 +23,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._stores import STORES, drop, open_store  # noqa: E402
-from deeprecall.ingest import ingest_documents, ingest_path  # noqa: E402
+from benchmarks._stores import STORES, drop, open_store
+from deeprecall.ingest import ingest_documents, ingest_path
 
 BATCH = 64
-WORDS = ("revenue widget factory audit hiring recall battery titanium hinge printer vaccine bond inventory "
-         "research quarter growth market supply chain pricing customer contract").split()
+WORDS = [
+    "revenue", "widget", "factory", "audit", "hiring", "recall", "battery", "titanium", "hinge", "printer", "vaccine",
+    "bond", "inventory", "research", "quarter", "growth", "market", "supply", "chain", "pricing", "customer", "contract",
+]
 
 
 def corpus(n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -51,7 +53,12 @@ def embedder(kind: str) -> Any:
     return HashingEmbedding(256)
 
 
-def raw_ingest(store: Any, docs: list[tuple[str, dict[str, Any]]], embed: Any) -> None:
+def deeprecall_ingest(store: Any, docs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
+    ingest_documents(store, docs, batch_size=BATCH, progress=False)
+    finish(store, path)
+
+
+def raw_ingest(store: Any, docs: list[tuple[str, dict[str, Any]]], embed: Any, path: Path) -> None:
     """The vendor client alone, fed the same batches (the adapter only lends its open connection)."""
     for start in range(0, len(docs), BATCH):
         batch = docs[start : start + BATCH]
@@ -59,6 +66,7 @@ def raw_ingest(store: Any, docs: list[tuple[str, dict[str, Any]]], embed: Any) -
         ids = [f"r{start + i}" for i in range(len(batch))]
         vectors = embed(texts)
         _raw_write(store, ids, texts, metas, vectors)
+    finish(store, path, raw=True)
 
 
 def _raw_write(store: Any, ids: list[str], texts: list[str], metas: list[dict[str, Any]], vectors: Any) -> None:
@@ -87,9 +95,10 @@ def _raw_write(store: Any, ids: list[str], texts: list[str], metas: list[dict[st
     elif kind == "pgvector":
         from deeprecall.vectorstores.pgvector import vector_literal
 
+        values = [(i, t, json.dumps(m), vector_literal(v)) for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)]
         with store.conn.cursor() as cur:
             cur.executemany(f"INSERT INTO {store.name} (id, content, metadata, embedding) VALUES (%s, %s, %s, %s::vector)",
-                            [(i, t, json.dumps(m), vector_literal(v)) for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)])
+                            values)
 
 
 def finish(store: Any, path: Path, raw: bool = False) -> None:
@@ -97,7 +106,10 @@ def finish(store: Any, path: Path, raw: bool = False) -> None:
     if store.kind == "faiss":
         import faiss
 
-        faiss.write_index(store.index, str(path)) if raw else store.save(path)
+        if raw:
+            faiss.write_index(store.index, str(path))
+        else:
+            store.save(path)
 
 
 def timed(fn: Any) -> float:
@@ -123,8 +135,8 @@ def main() -> None:
             except Exception as e:
                 print(f"{kind:<10} skipped: {e}")
                 continue
-            raw = timed(lambda: (raw_ingest(raw_store, docs, embed), finish(raw_store, folder / "raw", raw=True)))  # noqa: B023
-            dr = timed(lambda: (ingest_documents(ours, docs, batch_size=BATCH, progress=False), finish(ours, folder / "dr")))  # noqa: B023
+            raw = timed(lambda: raw_ingest(raw_store, docs, embed, folder / "raw"))  # noqa: B023
+            dr = timed(lambda: deeprecall_ingest(ours, docs, folder / "dr"))  # noqa: B023
             assert ours.count() == len(docs), (kind, ours.count())
             files = folder / "files"
             files.mkdir()

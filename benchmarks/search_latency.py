@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._stores import STORES, drop, open_store  # noqa: E402
-from deeprecall.embeddings.base import ChromaCompatible  # noqa: E402
+from benchmarks._stores import STORES, drop, open_store
+from deeprecall.embeddings.base import ChromaCompatible
 
 DIM = 384
 LOAD_BATCH = 1000
@@ -37,7 +38,7 @@ class RandomEmbedding(ChromaCompatible):
     def __init__(self) -> None:
         self.rng = np.random.default_rng(0)
 
-    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002
+    def __call__(self, input: Sequence[str]) -> list[list[float]]:
         v = self.rng.standard_normal((len(input), DIM)).astype("float32")
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).tolist()
 

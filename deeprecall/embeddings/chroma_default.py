@@ -34,7 +34,7 @@ class ChromaDefaultEmbedding(ChromaCompatible):
                 f"Chroma's default embedding model is not in {where} and could not be downloaded "
                 f"({type(e).__name__}: {e}). {OFFLINE_ROUTE}"
             ) from e
-        return [[float(x) for x in v] for v in vectors]
+        return [v.tolist() if hasattr(v, "tolist") else list(v) for v in vectors]
 
     @staticmethod
     def name() -> str:

@@ -36,7 +36,7 @@ class LiteLLMEmbedding(ChromaCompatible):
                 raise ProviderError(f"litellm embeddings from {self.model!r} failed: {type(e).__name__}: {e}",
                                     retryable=status is None or status == 429 or status >= 500, status=status) from e
             rows = sorted(res.data, key=lambda d: d["index"])
-            out.extend([float(x) for x in row["embedding"]] for row in rows)
+            out.extend(list(row["embedding"]) for row in rows)
         return out
 
     @staticmethod

@@ -63,7 +63,7 @@ class OpenAIEmbedding(ChromaCompatible):
         rows = sorted(res.data, key=lambda d: d.index)
         if len(rows) != len(batch):
             raise ProviderError(f"embeddings from {self.model!r}: got {len(rows)} vectors for {len(batch)} inputs")
-        return [[float(x) for x in row.embedding] for row in rows]
+        return [list(row.embedding) for row in rows]
 
     @staticmethod
     def name() -> str:

@@ -57,7 +57,7 @@ class SentenceTransformerEmbedding(ChromaCompatible):
         vectors = self._load().encode(
             list(input), batch_size=self.batch_size, normalize_embeddings=self.normalize, show_progress_bar=False
         )
-        return [[float(x) for x in v] for v in vectors]
+        return list(vectors.tolist())
 
     @staticmethod
     def name() -> str:

@@ -76,10 +76,17 @@ def embed(fn: EmbeddingFn | None, texts: Sequence[str], store: str) -> list[list
         raise
     except Exception as e:
         raise VectorStoreError(f"{store}: the embedding function failed: {type(e).__name__}: {e}") from e
-    out = [[float(x) for x in v] for v in vectors]
+    out = _as_lists(vectors)
     if len(out) != len(texts):
         raise VectorStoreError(f"{store}: the embedding function returned {len(out)} vectors for {len(texts)} texts")
     return out
+
+
+def _as_lists(vectors: Any) -> list[list[float]]:
+    """Plain lists without a Python loop per number: numpy's tolist, or a list copy."""
+    if hasattr(vectors, "tolist"):
+        return list(vectors.tolist())
+    return [v.tolist() if hasattr(v, "tolist") else list(v) for v in vectors]
 
 
 def embedding_dim(fn: EmbeddingFn | None, store: str) -> int:

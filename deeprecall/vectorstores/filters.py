@@ -11,6 +11,12 @@ Several keys in one dict mean AND. ``validate`` rejects anything else with a
 
 Tenancy: the host's enforced filter and the model's filter are combined with
 ``combine`` (an AND), so the model can only narrow what the host allows.
+
+Semantics (``matches`` is the reference; every adapter agrees with it, which
+the contract suite checks): a missing field fails every condition except
+``$ne``/``$nin``, which it passes. Adapters translate conjunct by conjunct
+(``partition``); what a store cannot express natively comes back as a residual
+filter that the adapter applies in Python after over-fetching.
 """
 
 from __future__ import annotations

@@ -198,11 +198,19 @@ class LanceDBStore(StoreAdapter):
 
     def scan(self, batch_size: int = 512) -> Iterator[Hit]:
         columns = [c for c in self.table.schema.names if c != self.vector_field]
-        with vendor_errors(repr(self), "scan"):
-            data = self.table.to_arrow().select(columns)
-        for batch in data.to_batches(max_chunksize=batch_size):
-            for row in batch.to_pylist():
-                yield self._hit(row, 0.0)
+        offset = 0
+        while True:  # pages without the vectors, so a large table is never loaded whole
+            with vendor_errors(repr(self), "scan"):
+                rows = self.table.search().select(columns).offset(offset).limit(batch_size).to_list()
+            yield from (self._hit(r, 0.0) for r in rows)
+            if len(rows) < batch_size:
+                return
+            offset += batch_size
+
+    def metadata_keys(self) -> list[str]:
+        if self.metadata_fields is not None:
+            return sorted(self.metadata_fields)
+        return sorted(set(self.table.schema.names) - {self.id_field, self.text_field, self.vector_field})
 
     def count(self) -> int:
         with vendor_errors(repr(self), "count"):

@@ -245,11 +245,29 @@ class PgVectorStore(StoreAdapter):
             return {r[0] for r in self._exec(q, [list(ids)])}
 
     def scan(self, batch_size: int = 512) -> Iterator[Hit]:
-        q = self.sql.SQL("SELECT {} FROM {}").format(self._select_list(), self._table)
-        with vendor_errors(repr(self), "scan"), self.conn.cursor() as cur:
-            cur.execute(q)
-            while rows := cur.fetchmany(batch_size):
-                yield from (self._hit(r, 0.0) for r in rows)
+        """Keyset pages in id order, so a large table is never held in memory at once."""
+        s, idc = self.sql, self.sql.Identifier(self.id_column)
+        last: Any = None
+        while True:
+            where = s.SQL("WHERE {} > %s ").format(idc) if last is not None else s.SQL("")
+            q = s.SQL("SELECT {} FROM {} {}ORDER BY {} LIMIT %s").format(self._select_list(), self._table, where, idc)
+            with vendor_errors(repr(self), "scan"):
+                rows = self._exec(q, [last, batch_size] if last is not None else [batch_size])
+            yield from (self._hit(r, 0.0) for r in rows)
+            if len(rows) < batch_size:
+                return
+            last = rows[-1][0]
+
+    def metadata_keys(self) -> list[str]:
+        if self.metadata_columns:
+            return sorted(self.metadata_columns)
+        q = self.sql.SQL("SELECT DISTINCT k FROM (SELECT {} AS m FROM {} LIMIT 50) s, jsonb_object_keys(s.m) k").format(
+            self.sql.Identifier(self.metadata_column or "metadata"), self._table)
+        try:
+            with self.conn.transaction():
+                return sorted(r[0] for r in self._exec(q))
+        except Exception:
+            return []
 
     def count(self) -> int:
         with vendor_errors(repr(self), "count"):
