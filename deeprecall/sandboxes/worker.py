@@ -303,7 +303,7 @@ def main():
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(2, 1)
-    sys.stdin = open(os.devnull)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 -- lives as long as the worker
     signal.signal(signal.SIGALRM, _on_alarm)
     worker = Worker(rin, wout)
     threading.Thread(target=worker.read_loop, name="deeprecall-reader", daemon=True).start()
