@@ -106,7 +106,7 @@ class LanceDBStore(StoreAdapter):
         lancedb, _ = _lancedb()
         self.text_field, self.id_field, self.vector_field = text_field, id_field, vector_field
         self.metadata_fields = metadata_fields
-        self._absent: set[str] = set()
+        self._ids: set[str] | None = None  # every stored id, loaded on the first existing_ids call
         with vendor_errors(repr(self), "opening the table"):
             self.db = db if db is not None else lancedb.connect(uri or "./.deeprecall-lance")
             self.table = self._open(table, create)
@@ -167,12 +167,13 @@ class LanceDBStore(StoreAdapter):
                 for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)]
         with vendor_errors(repr(self), "upsert"):
             data = pa.Table.from_pylist(rows, schema=self.table.schema)
-            if set(ids) <= self._absent or not self.existing_ids(ids):  # new ids: a plain append is far cheaper
-                self._absent.clear()
+            if not self.existing_ids(ids):  # all new: a plain append is far cheaper than a merge
                 self.table.add(data)
-                return
-            merge = self.table.merge_insert(self.id_field).when_matched_update_all().when_not_matched_insert_all()
-            merge.execute(data)
+            else:
+                merge = self.table.merge_insert(self.id_field).when_matched_update_all().when_not_matched_insert_all()
+                merge.execute(data)
+        if self._ids is not None:
+            self._ids.update(ids)
 
     def _add_columns(self, metas: list[Metadata]) -> None:
         """Give each new metadata key its own typed column, so filters on it run in SQL."""
@@ -187,14 +188,14 @@ class LanceDBStore(StoreAdapter):
                 self.table.add_columns(new)
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        if not ids:
-            return set()
-        where = f"{quote(self.id_field)} IN ({', '.join(sql_literal(i) for i in ids)})"
-        with vendor_errors(repr(self), "lookup"):
-            rows = self.table.search().where(where).select([self.id_field]).limit(len(ids)).to_list()
-        found = {str(r[self.id_field]) for r in rows}
-        self._absent = set(ids) - found  # ingestion asks, then writes these: spares _upsert a second lookup
-        return found
+        """From an in-memory set of every id, loaded once: LanceDB has no cheap point lookup, and
+        a filtered scan per ingestion batch made ingesting quadratic. Assumes one writer at a time."""
+        if self._ids is None:
+            n = self.count()
+            with vendor_errors(repr(self), "reading ids"):
+                rows = self.table.search().select([self.id_field]).limit(n).to_arrow() if n else None
+            self._ids = {str(i) for i in rows[self.id_field].to_pylist()} if rows is not None else set()
+        return self._ids.intersection(ids)
 
     def scan(self, batch_size: int = 512) -> Iterator[Hit]:
         columns = [c for c in self.table.schema.names if c != self.vector_field]
