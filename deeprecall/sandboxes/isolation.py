@@ -33,8 +33,10 @@ from pathlib import Path
 
 from deeprecall.sandboxes.protocol import launch_command
 
+# MALLOC_ARENA_MAX: glibc reserves 64 MB of address space per thread arena, so
+# under RLIMIT_AS a worker could start only ~13 threads; with 2 arenas, ~100.
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-               "HOME": "/tmp", "TMPDIR": "/tmp"}
+               "HOME": "/tmp", "TMPDIR": "/tmp", "MALLOC_ARENA_MAX": "2"}
 ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 PROBE_CODE = "import os;print('deeprecall-probe', os.getuid())"
 

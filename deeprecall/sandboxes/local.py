@@ -46,7 +46,8 @@ from deeprecall.sandboxes.base import SandboxSettings
 from deeprecall.sandboxes.protocol import launch_command
 
 log = logging.getLogger("deeprecall")
-SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+            "MALLOC_ARENA_MAX": "2"}  # see isolation.SANDBOX_ENV
 NICE = 10  # warming spare workers and CPU-hungry model code yield to the host
 _warned: set[str] = set()
 T = TypeVar("T")

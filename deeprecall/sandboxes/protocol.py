@@ -30,6 +30,7 @@ PROTOCOL_VERSION = 1
 # The worker is untrusted: one message may not exceed this, so it cannot exhaust the host's memory.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_INFLIGHT_CALLS = 32
+CALL_THREAD_IDLE = 5.0  # seconds an idle call thread waits for work before it exits
 BOOTSTRAP = (
     "import os,sys\n"
     "n=int(sys.argv[1]);b=b''\n"
@@ -90,6 +91,9 @@ class WorkerSession:
         self._wlock = threading.Lock()
         self._next_id = 0
         self._inflight = 0
+        self._servers = 0
+        self._calls: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._clock = threading.Lock()
         self._dead: str | None = None
         self._last_activity = time.monotonic()
         self._reader: threading.Thread | None = None
@@ -208,12 +212,19 @@ class WorkerSession:
         self._responses.put(None)
 
     def _dispatch_call(self, msg: dict[str, Any]) -> None:
-        """Serve a call on its own thread, at most MAX_INFLIGHT_CALLS at once: forged
-        calls written straight to the protocol fd must not spawn host threads without end."""
-        with self._wlock:
+        """Queue a call for the session's call threads, at most MAX_INFLIGHT_CALLS at once.
+
+        Threads are kept and reused (starting one per call cost ~1.5 ms of every
+        search_db round trip), and there are always as many as calls in flight, so
+        a slow llm_query never holds up a search. The cap means forged calls
+        written straight to the protocol fd cannot make host threads without end."""
+        with self._clock:
             busy = self._inflight >= MAX_INFLIGHT_CALLS
             if not busy:
                 self._inflight += 1
+                self._calls.put(msg)
+                spawn = self._inflight > self._servers
+                self._servers += int(spawn)
         if busy:
             with self._wlock:
                 try:
@@ -221,15 +232,24 @@ class WorkerSession:
                                  "error": f"more than {MAX_INFLIGHT_CALLS} tool calls in flight; wait for some to finish"})
                 except SandboxError:
                     pass
-            return
-        threading.Thread(target=self._serve_call, args=(msg,), daemon=True).start()
+        elif spawn:
+            threading.Thread(target=self._call_thread, name="deeprecall-call", daemon=True).start()
 
-    def _serve_call(self, msg: dict[str, Any]) -> None:
-        try:
-            self._serve_one(msg)
-        finally:
-            with self._wlock:
-                self._inflight -= 1
+    def _call_thread(self) -> None:
+        while True:
+            try:
+                msg = self._calls.get(timeout=CALL_THREAD_IDLE)
+            except queue.Empty:
+                with self._clock:
+                    if self._calls.empty():  # checked under the lock _dispatch_call queues under
+                        self._servers -= 1
+                        return
+                continue
+            try:
+                self._serve_one(msg)
+            finally:
+                with self._clock:
+                    self._inflight -= 1
 
     def _serve_one(self, msg: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"type": "reply", "id": msg.get("id")}
