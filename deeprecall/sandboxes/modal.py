@@ -17,7 +17,7 @@ from pydantic import Field
 from deeprecall.errors import SandboxError
 from deeprecall.sandboxes.base import SandboxSettings
 from deeprecall.sandboxes.protocol import launch_command
-from deeprecall.sandboxes.streams import REMOTE_FLAGS, StreamChannel, Teardowns, import_sdk
+from deeprecall.sandboxes.streams import REMOTE_ENV, REMOTE_FLAGS, StreamChannel, Teardowns, import_sdk
 
 
 class ModalSettings(SandboxSettings):
@@ -64,7 +64,8 @@ class ModalSandbox:
         except Exception as e:
             raise SandboxError(f"modal could not create a sandbox: {e}") from e
         try:
-            process = sandbox.exec(*launch_command(s.python, REMOTE_FLAGS), text=False, workdir="/tmp")
+            process = sandbox.exec(*launch_command(s.python, REMOTE_FLAGS), text=False, workdir="/tmp",
+                                   env=dict(REMOTE_ENV))
         except Exception as e:
             self._teardowns.run(sandbox.terminate)
             raise SandboxError(f"modal could not start the worker: {e}") from e

@@ -123,9 +123,22 @@ class AsyncRunner:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=5)
+        """Cancel what is still running (stream readers), then stop the loop."""
+        if not self.loop.is_running():
+            return
+
+        async def cancel_rest() -> None:
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.wait(rest, timeout=5) if rest else None
+
+        try:
+            self.run(cancel_rest(), timeout=10)
+        except Exception:
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
 
 
 def background(target: Callable[[], None], name: str) -> threading.Thread:
@@ -188,9 +201,13 @@ def shell_command(python: str) -> str:
 
     from deeprecall.sandboxes.protocol import launch_command
 
-    return " ".join(shlex.quote(part) for part in launch_command(python, REMOTE_FLAGS))
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in REMOTE_ENV.items())
+    return env + " " + " ".join(shlex.quote(part) for part in launch_command(python, REMOTE_FLAGS))
 
 
 # Remote images may carry the packages the model wants (numpy ...), so keep
 # site-packages (no -S); -I still ignores PYTHON* variables and the user site.
 REMOTE_FLAGS = ("-u", "-I")
+# glibc reserves 64 MB of address space per thread arena; under RLIMIT_AS that
+# would allow only ~13 threads. The only variable the sandbox gets from us.
+REMOTE_ENV = {"MALLOC_ARENA_MAX": "2"}
