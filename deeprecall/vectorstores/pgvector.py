@@ -143,6 +143,7 @@ class PgVectorStore(StoreAdapter):
             import psycopg
 
             self.conn = connection if connection is not None else psycopg.connect(dsn or "", autocommit=True)
+            self._regclass = self._table.as_string(self.conn)  # quoted, so to_regclass keeps the name's case
             created = self._ensure_table(create)
             dim = self._stored_dim()
             version = self._exec("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
@@ -158,7 +159,7 @@ class PgVectorStore(StoreAdapter):
             return cur.fetchall() if cur.description else []
 
     def _ensure_table(self, create: bool) -> bool:
-        if self._exec("SELECT to_regclass(%s)", [self.name])[0][0] is not None:
+        if self._exec("SELECT to_regclass(%s)", [self._regclass])[0][0] is not None:
             return False
         if not create:
             raise VectorStoreError(f"PostgreSQL has no table {self.name!r}; pass create=True to make one")
@@ -175,13 +176,13 @@ class PgVectorStore(StoreAdapter):
         return True
 
     def _ours(self) -> bool:
-        rows = self._exec("SELECT obj_description(to_regclass(%s), 'pg_class')", [self.name])
+        rows = self._exec("SELECT obj_description(to_regclass(%s), 'pg_class')", [self._regclass])
         return rows[0][0] == "created_by=" + MARKER
 
     def _stored_dim(self) -> int | None:
         rows = self._exec(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s",
-            [self.name, self.vector_column],
+            [self._regclass, self.vector_column],
         )
         if not rows:
             raise VectorStoreError(f"{self!r} has no column {self.vector_column!r}; pass vector_column=")

@@ -252,3 +252,19 @@ def test_pinecone_attach_namespace() -> None:
     with pytest.raises(VectorStoreError, match="128-dimensional"):
         PineconeStore(index=index, embedding_fn=HashingEmbedding(32))
     assert "query" in index.calls and "describe_index_stats" in index.calls
+
+
+@pytest.mark.postgres
+def test_pgvector_mixed_case_and_schema_qualified_names(pg_dsn: str) -> None:
+    from deeprecall.vectorstores.pgvector import PgVectorStore
+
+    table = "Docs_" + uuid.uuid4().hex[:6]
+    made = PgVectorStore(f"public.{table}", dsn=pg_dsn, embedding_fn=embedder(), create=True)
+    try:
+        made.add_documents(["mixed case table"], [{"k": 1}], ids=["x"])
+        again = PgVectorStore(f"public.{table}", dsn=pg_dsn, embedding_fn=embedder())
+        assert again.writable and again.count() == 1  # reopened by its quoted name, recognised as DeepRecall's
+        again.close()
+    finally:
+        made._exec(f'DROP TABLE IF EXISTS public."{table}"')
+        made.close()
