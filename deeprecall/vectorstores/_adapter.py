@@ -52,6 +52,8 @@ class StoreAdapter:
     ) -> list[Hit]:
         """Over-fetch and filter in Python, growing the fetch until enough hits pass or the store is exhausted."""
         total = self.count()
+        if total == 0:
+            return []
         k = min(max(top_k * OVERFETCH, 20), total)
         while True:
             hits = self._search(query, vector, k, native)

@@ -135,4 +135,6 @@ def test_hit_to_dict(store: Any) -> None:
 
 
 def test_empty_store_searches_to_nothing(make_store: Any) -> None:
-    assert make_store().search("anything", top_k=3) == []
+    empty = make_store()
+    assert empty.search("anything", top_k=3) == []
+    assert empty.search("anything", top_k=3, filters={"tenant": {"$gte": "a"}}) == []  # the Python-filtered path
