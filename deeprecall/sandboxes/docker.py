@@ -65,36 +65,42 @@ def _docker() -> Any:
 
 
 class DockerChannel(StreamChannel):
-    """The attach socket of one container, demultiplexed (tty=False frames)."""
+    """The attach socket of one container, demultiplexed (tty=False frames).
+
+    Frames are read on the caller's thread inside ``readline`` (the session's
+    reader), not on a thread of their own: one thread hand-off less per message."""
 
     def __init__(self, sandbox: DockerSandbox, container_id: str, sock: Any) -> None:
         self._raw: socket.socket = getattr(sock, "_sock", sock)
         self._holder = sock  # keeps docker-py's response (and the socket) alive
         self.container_id = container_id
         super().__init__(send=self._raw.sendall, stop=lambda: sandbox.remove(container_id, self._raw))
-        threading.Thread(target=self._demux, name="deeprecall-docker", daemon=True).start()
 
-    def _demux(self) -> None:
+    def readline(self, limit: int = -1) -> bytes:
+        while True:
+            with self._cond:
+                line = self._ready_line(limit)
+            if line is not None:
+                return line
+            if not self._read_frame():
+                self.end()
+
+    def _read_frame(self) -> bool:
+        """Read one frame into stdout or the stderr tail; False at EOF."""
         try:
-            while True:
-                header = self._recv_exact(8)
-                if header is None:
-                    break
-                kind, size = header[0], struct.unpack(">I", header[4:8])[0]
-                remaining = size
-                while remaining:
-                    chunk = self._raw.recv(min(remaining, 1 << 16))
-                    if not chunk:
-                        return
-                    remaining -= len(chunk)
-                    if kind == 1:
-                        self.feed(chunk)
-                    else:
-                        self.feed_stderr(chunk)
+            header = self._recv_exact(8)
+            if header is None:
+                return False
+            kind, remaining = header[0], struct.unpack(">I", header[4:8])[0]
+            while remaining:
+                chunk = self._raw.recv(min(remaining, 1 << 16))
+                if not chunk:
+                    return False
+                remaining -= len(chunk)
+                (self.feed if kind == 1 else self.feed_stderr)(chunk)
         except OSError:
-            pass
-        finally:
-            self.end()
+            return False
+        return True
 
     def _recv_exact(self, n: int) -> bytes | None:
         data = b""

@@ -77,15 +77,23 @@ class StreamChannel:
     def readline(self, limit: int = -1) -> bytes:
         with self._cond:
             while True:
-                at = self._buf.find(b"\n", self._scanned)
-                if at >= 0 and (limit < 0 or at < limit):
-                    return self._take(at + 1)
-                if limit >= 0 and len(self._buf) >= limit:
-                    return self._take(limit)
-                if self._eof:
-                    return self._take(len(self._buf))
-                self._scanned = len(self._buf)
+                line = self._ready_line(limit)
+                if line is not None:
+                    return line
                 self._cond.wait()
+
+    def _ready_line(self, limit: int) -> bytes | None:
+        """A complete line (or ``limit`` bytes, or what is left at EOF); None: wait for more.
+        Call with ``_cond`` held."""
+        at = self._buf.find(b"\n", self._scanned)
+        if at >= 0 and (limit < 0 or at < limit):
+            return self._take(at + 1)
+        if limit >= 0 and len(self._buf) >= limit:
+            return self._take(limit)
+        if self._eof:
+            return self._take(len(self._buf))
+        self._scanned = len(self._buf)
+        return None
 
     def _take(self, n: int) -> bytes:
         line = bytes(self._buf[:n])
