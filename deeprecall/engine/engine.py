@@ -162,7 +162,14 @@ class DeepRecall:
         return result
 
     def _start_worker(self, run: QueryRun) -> WorkerSession:
-        session = self._pool.acquire()
+        """Bind a pooled worker to this query. A worker that died while idle in the pool
+        (a cloud sandbox reaching its lifetime, say) is replaced once by a freshly started one."""
+        try:
+            return self._bind(self._pool.acquire(), run)
+        except SandboxError:
+            return self._bind(self._pool.spawn(), run)
+
+    def _bind(self, session: WorkerSession, run: QueryRun) -> WorkerSession:
         settings = self.sandbox.settings
         try:
             session.init(context=run.context, handler=run.handle_call, output_cap=settings.output_cap,

@@ -231,3 +231,17 @@ def test_hybrid_backend_reasons_with_one_model_and_executes_sub_calls_with_anoth
     result = engine.query("q")
     assert result.answer == "done by executor"
     assert list(result.usage.root) == ["reasoner"] and list(result.usage.sub) == ["executor"]
+
+
+def test_a_pooled_worker_that_stopped_answering_is_replaced(llm, make_engine):
+    import os
+    import signal
+
+    server = llm({ROOT: by_turn(repl('answer["content"] = "fresh worker"\nanswer["ready"] = True'))})
+    engine = make_engine(server, environment_kwargs={"pool_size": 1, "isolation": "process", "start_timeout": 1})
+    engine.warm()
+    stuck = engine._pool._idle[0]
+    os.kill(stuck._channel.pid, signal.SIGSTOP)  # alive, but it will never answer init
+    result = engine.query("q")
+    assert result.answer == "fresh worker" and result.error is None
+    assert not stuck.alive
