@@ -65,6 +65,7 @@ class FaissStore(StoreAdapter):
         super().__init__(str(path or "memory"), embedding_fn, True)
         faiss, _ = _faiss()
         self._rows: dict[int, Row] = {}
+        self._selections: dict[str, Any] = {}
         self._path = Path(path) if path is not None else None
         self.normalize = True
         if self._path is not None and (self._path / "meta.json").exists():
@@ -108,6 +109,7 @@ class FaissStore(StoreAdapter):
         store = cls.__new__(cls)
         StoreAdapter.__init__(store, "attached", embedding_fn, False)
         store._path, store.index, store.dim, store.normalize = None, index, int(index.d), normalize
+        store._selections = {}
         items = documents.items() if isinstance(documents, Mapping) else enumerate(documents)
         store._rows = {int(k): _row(int(k), rec, text_field, id_field, metadata_field) for k, rec in items}
         check_dimension(store.dim, embedding_fn, repr(store))
@@ -124,10 +126,10 @@ class FaissStore(StoreAdapter):
             faiss.normalize_L2(q)
         params = None
         if native:
-            allowed = [i for i, (_, _, meta) in self._rows.items() if all(fl.matches(c, meta) for c in native)]
-            if not allowed:
+            allowed = self._allowed(native)
+            if not len(allowed):
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype="int64")))
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
         k = min(k, int(self.index.ntotal))
         if k <= 0:
             return []
@@ -136,6 +138,18 @@ class FaissStore(StoreAdapter):
         l2 = self.index.metric_type == faiss.METRIC_L2
         pairs = zip(scores[0].tolist(), ids[0].tolist(), strict=True)
         return [self._hit(i, -s if l2 else s) for s, i in pairs if i >= 0 and i in self._rows]
+
+    def _allowed(self, native: list[Filter]) -> Any:
+        """FAISS ids passing the filter, cached per filter until the next write: a tenant filter
+        repeats on every query, and evaluating it over a large docstore is the slow part."""
+        _, np = _faiss()
+        key = json.dumps(native, sort_keys=True, default=str)
+        if key not in self._selections:
+            if len(self._selections) >= 64:
+                self._selections.clear()
+            ids = [i for i, (_, _, meta) in self._rows.items() if all(fl.matches(c, meta) for c in native)]
+            self._selections[key] = np.asarray(ids, dtype="int64")
+        return self._selections[key]
 
     def _hit(self, fid: int, score: float) -> Hit:
         doc_id, text, meta = self._rows[fid]
@@ -156,6 +170,7 @@ class FaissStore(StoreAdapter):
         if self._path is not None:
             self._append(vecs, ids, texts, metas)
         self._rows.update({int(f): (i, t, m) for f, i, t, m in zip(fids.tolist(), ids, texts, metas, strict=True)})
+        self._selections.clear()
 
     def _append(self, vecs: Any, ids: list[str], texts: list[str], metas: list[Metadata]) -> None:
         """Vectors first, then docs; each file is fsynced, so a kill leaves at worst a torn tail."""
