@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from deeprecall.errors import ProviderError, redact
-from deeprecall.providers.base import Completion, Message, retryable_status
+from deeprecall.errors import ProviderError
+from deeprecall.providers.base import Completion, Message, map_sdk_error
 from deeprecall.providers.pricing import CostModel
 
 DEFAULT_MAX_TOKENS = 4096  # every Claude model accepts this; raise it with backend_kwargs["max_tokens"]
@@ -93,22 +93,8 @@ class AnthropicChatModel:
                 messages=turns,  # type: ignore[arg-type]
                 **options,
             )
-        except anthropic.APIStatusError as e:
-            raise ProviderError(
-                f"{where}: HTTP {e.status_code}: {redact(str(e.message), self._secrets)}",
-                retryable=retryable_status(e.status_code),
-                status=e.status_code,
-            ) from None
-        except (anthropic.APITimeoutError, anthropic.APIConnectionError) as e:
-            raise ProviderError(
-                f"{where}: {type(e).__name__}: cannot reach {self.base_url or 'Anthropic'}", retryable=True
-            ) from None
-        except ValueError as e:  # a 200 whose body is not JSON
-            raise ProviderError(f"{where}: malformed response ({type(e).__name__})", retryable=True) from None
-        except anthropic.AnthropicError as e:
-            raise ProviderError(
-                f"{where}: {type(e).__name__}: {redact(str(e), self._secrets)}", retryable=True
-            ) from None
+        except (anthropic.AnthropicError, ValueError) as e:
+            raise map_sdk_error(anthropic, e, where, self.base_url or "Anthropic", self._secrets) from None
         blocks = getattr(response, "content", None)
         if not isinstance(blocks, list):
             raise ProviderError(f"{where}: the server returned no content", retryable=True)

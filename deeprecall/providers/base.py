@@ -9,7 +9,10 @@ Implementations must be safe to call from several threads at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Protocol, runtime_checkable
+
+from deeprecall.errors import ProviderError, redact
 
 Message = dict[str, str]
 
@@ -55,3 +58,18 @@ def is_transport_error(error: BaseException) -> bool:
 def retryable_status(status: int | None) -> bool:
     """The HTTP statuses worth retrying or failing over on: timeouts, conflicts, rate limits, server errors."""
     return status is not None and (status in (408, 409, 429) or status >= 500)
+
+
+def map_sdk_error(sdk: ModuleType, error: Exception, where: str, service: str, secrets: list[str]) -> ProviderError:
+    """Map an error from the openai or anthropic SDK (both Stainless-generated, same error tree).
+
+    Status errors keep their status and are retryable per ``retryable_status``;
+    timeouts, connection failures and malformed 200s are retryable; keys are redacted."""
+    if isinstance(error, sdk.APIStatusError):
+        return ProviderError(f"{where}: HTTP {error.status_code}: {redact(str(error.message), secrets)}",
+                             retryable=retryable_status(error.status_code), status=error.status_code)
+    if isinstance(error, (sdk.APITimeoutError, sdk.APIConnectionError)):
+        return ProviderError(f"{where}: {type(error).__name__}: cannot reach {service}", retryable=True)
+    if isinstance(error, ValueError):  # a 200 whose body is not JSON
+        return ProviderError(f"{where}: malformed response ({type(error).__name__})", retryable=True)
+    return ProviderError(f"{where}: {type(error).__name__}: {redact(str(error), secrets)}", retryable=True)

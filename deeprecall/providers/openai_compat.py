@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from deeprecall.errors import ProviderError, redact
-from deeprecall.providers.base import Completion, Message, retryable_status
+from deeprecall.errors import ProviderError
+from deeprecall.providers.base import Completion, Message, map_sdk_error
 from deeprecall.providers.pricing import CostModel, parse_pricing
 
 
@@ -90,22 +90,8 @@ class OpenAIChatModel:
                 **self._sampling,
                 **options,
             )
-        except openai.APIStatusError as e:
-            raise ProviderError(
-                f"{where}: HTTP {e.status_code}: {redact(str(e.message), self._secrets)}",
-                retryable=retryable_status(e.status_code),
-                status=e.status_code,
-            ) from None
-        except (openai.APITimeoutError, openai.APIConnectionError) as e:
-            raise ProviderError(
-                f"{where}: {type(e).__name__}: cannot reach {self.base_url or 'OpenAI'}", retryable=True
-            ) from None
-        except ValueError as e:  # a 200 whose body is not JSON
-            raise ProviderError(f"{where}: malformed response ({type(e).__name__})", retryable=True) from None
-        except openai.OpenAIError as e:
-            raise ProviderError(
-                f"{where}: {type(e).__name__}: {redact(str(e), self._secrets)}", retryable=True
-            ) from None
+        except (openai.OpenAIError, ValueError) as e:
+            raise map_sdk_error(openai, e, where, self.base_url or "OpenAI", self._secrets) from None
         return self._to_completion(response)
 
     def _to_completion(self, response: Any) -> Completion:
