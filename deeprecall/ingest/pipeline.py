@@ -5,7 +5,8 @@ Why it survives ``kill -9``: every chunk's id is a hash of its text and source
 after it is embedded. A killed run leaves whole batches (the stores write a
 batch atomically, or for FAISS drop a torn tail on load); the next run finds
 those ids already present (``existing_ids``), skips their embedding, and adds
-the rest. So a re-run converges to every chunk exactly once.
+the rest. So a re-run converges to every chunk exactly once. (A store that
+starts empty is not asked: only this run can have written its ids.)
 """
 
 from __future__ import annotations
@@ -131,26 +132,31 @@ def _file_chunks(
 
 
 def _write(store: Any, docs: Iterable[Document], batch_size: int, report: IngestReport, bar: Progress) -> None:
+    """Batches of ``batch_size``. A store that starts empty is not asked which ids it has: only this
+    run can have written them, and ``seen`` remembers those. That saves one lookup per batch."""
+    ask_store = hasattr(store, "existing_ids") and store.count() > 0
+    seen: set[str] = set()
     batch: list[Document] = []
     for doc in docs:
         batch.append(doc)
         if len(batch) >= batch_size:
-            _flush(store, batch, report, bar)
+            _flush(store, batch, seen, ask_store, report, bar)
             batch = []
     if batch:
-        _flush(store, batch, report, bar)
+        _flush(store, batch, seen, ask_store, report, bar)
 
 
-def _flush(store: Any, batch: list[Document], report: IngestReport, bar: Progress) -> None:
-    """Write one batch: drop ids already stored (and repeats within the batch), embed and upsert the rest."""
+def _flush(store: Any, batch: list[Document], seen: set[str], ask_store: bool, report: IngestReport,
+           bar: Progress) -> None:
+    """Write one batch: drop ids already stored or already written by this run, embed and upsert the rest."""
     ids = [content_id(text, {"source": meta.get("source", "")}) for text, meta in batch]
-    present = store.existing_ids(ids) if hasattr(store, "existing_ids") else set()
-    seen: set[str] = set(present)
+    fresh = [i for i in ids if i not in seen]
+    present = store.existing_ids(fresh) if ask_store and fresh else set()
     todo: list[tuple[str, str, Metadata]] = []
     for doc_id, (text, meta) in zip(ids, batch, strict=True):
-        if doc_id not in seen:
-            seen.add(doc_id)
+        if doc_id not in seen and doc_id not in present:
             todo.append((doc_id, text, meta))
+        seen.add(doc_id)
     if todo:
         store.add_documents([t for _, t, _ in todo], [m for _, _, m in todo], ids=[i for i, _, _ in todo])
     report.added += len(todo)
