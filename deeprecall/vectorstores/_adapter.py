@@ -9,6 +9,7 @@ conditions the store cannot express, the read-only guard and a lock.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -25,6 +26,9 @@ class StoreAdapter:
     four methods works with the engine."""
 
     kind = "store"
+    # Whether the vendor client serves concurrent searches safely. When it does,
+    # searches from concurrent queries run in parallel; otherwise they take turns.
+    concurrent_search = False
 
     def __init__(self, name: str, embedding_fn: EmbeddingFn | None, writable: bool) -> None:
         self.name = name
@@ -42,7 +46,7 @@ class StoreAdapter:
             return []
         native, residual = fl.partition(filters, self._translate)
         vector = self._query_vector(query)
-        with self._lock:
+        with contextlib.nullcontext() if self.concurrent_search else self._lock:
             if residual is None:
                 return self._search(query, vector, top_k, native)
             return self._postfiltered(query, vector, top_k, native, residual)

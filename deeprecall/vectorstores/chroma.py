@@ -66,6 +66,7 @@ class ChromaStore(StoreAdapter):
     """
 
     kind = "chroma"
+    concurrent_search = True  # Chroma's client is thread-safe for reads
 
     def __init__(
         self,
@@ -143,10 +144,9 @@ class ChromaStore(StoreAdapter):
         return _node(conjunct)
 
     def _search(self, query: str, vector: list[float] | None, k: int, native: list[Any]) -> list[Hit]:
-        n = self.count()
-        if n == 0:
-            return []
-        kwargs: dict[str, Any] = {"n_results": min(k, n), "include": ["documents", "metadatas", "distances"]}
+        # Chroma >= 1.0 caps n_results at the collection size and answers an empty
+        # collection with empty lists, so no count() round trip per search.
+        kwargs: dict[str, Any] = {"n_results": k, "include": ["documents", "metadatas", "distances"]}
         if vector is not None:
             kwargs["query_embeddings"] = [vector]
         else:
