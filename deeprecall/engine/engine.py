@@ -55,6 +55,7 @@ class DeepRecall:
         self._description: tuple[float, dict[str, Any] | None] = (0.0, None)
         self._switched: dict[str, ChatModel] = {}
         self._lock = threading.Lock()
+        self._describe_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DeepRecall(store={self.store!r}, backend={self.config.backend!r}, environment={self.config.environment!r})"
@@ -105,10 +106,11 @@ class DeepRecall:
     def _describe_store(self) -> dict[str, Any]:
         """The store's description, refreshed at most every DESCRIBE_TTL seconds: it
         costs a few store round trips and changes rarely."""
-        cached_at, description = self._description
-        if description is None or time.monotonic() - cached_at > DESCRIBE_TTL:
-            description = self.store.describe()
-            self._description = (time.monotonic(), description)
+        with self._describe_lock:  # one refresh at a time: a burst of queries must not stampede the store
+            cached_at, description = self._description
+            if description is None or time.monotonic() - cached_at > DESCRIBE_TTL:
+                description = self.store.describe()
+                self._description = (time.monotonic(), description)
         return dict(description)
 
     def warm(self, workers: int | None = None) -> None:
