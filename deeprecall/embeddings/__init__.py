@@ -5,8 +5,9 @@ Only HashingEmbedding is imported eagerly; the others load their SDK on use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from deeprecall._lazy import lazy_exports
 from deeprecall.embeddings.base import EmbeddingFunction
 from deeprecall.embeddings.hashing import HashingEmbedding
 from deeprecall.embeddings.spec import embedding_from_spec
@@ -35,10 +36,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deeprecall.embeddings' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)

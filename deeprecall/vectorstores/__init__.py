@@ -3,8 +3,9 @@ so ``from deeprecall.vectorstores import QdrantStore`` costs nothing until used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from deeprecall._lazy import lazy_exports
 from deeprecall.vectorstores.base import Hit, VectorStore
 
 if TYPE_CHECKING:
@@ -47,10 +48,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deeprecall.vectorstores' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
