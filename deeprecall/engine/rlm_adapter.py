@@ -182,22 +182,19 @@ class DeepRecallRLM(RLM):
             return match.group(1).strip().strip("\"'")
         if ran_code:
             return None
-        drafted = str(self.run.answer_state.get("content") or "").strip()
-        if drafted:
-            return drafted
+        if self.run.drafted_answer:
+            return self.run.drafted_answer
         match = _FINAL_HEADING.match(prose)
         return match.group(1).strip() if match else None
 
     def _default_answer(self, message_history: list[dict[str, Any]], lm_handler: LMHandler) -> str:
         self.run.trip("max_iterations", f"the model did not submit an answer within max_iterations={self.max_iterations}")
-        drafted = str(self.run.answer_state.get("content") or "").strip()
-        return drafted or ""
+        return self.run.drafted_answer
 
 
 def best_partial_answer(run: QueryRun, rlm: DeepRecallRLM | None) -> str:
     """What to return when a limit ends the query: the drafted answer, else the last prose."""
-    drafted = str(run.answer_state.get("content") or "").strip()
-    if drafted:
-        return drafted
+    if run.drafted_answer:
+        return run.drafted_answer
     last = getattr(rlm, "_best_partial_answer", None) or ""
     return _ANY_BLOCK.sub("", last).strip()

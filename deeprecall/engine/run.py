@@ -49,6 +49,11 @@ class QueryRun:
         self._lock = threading.Lock()
         self._step_started = self.started
 
+    @property
+    def drafted_answer(self) -> str:
+        """``answer["content"]`` as the model last left it in the REPL ("" if none)."""
+        return str(self.answer_state.get("content") or "").strip()
+
     # -- budget -----------------------------------------------------------
     def trip(self, reason: str, message: str) -> QueryLimitExceeded:
         with self._lock:
