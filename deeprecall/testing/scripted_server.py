@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +57,7 @@ class ChatRequest:
     headers: dict[str, str]
     protocol: str = OPENAI
     path_model: str = ""
+    client_port: int = 0  # the client's TCP port: one value per connection, for keep-alive tests
 
     @property
     def model(self) -> str:
@@ -130,6 +132,14 @@ def estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of 32 new connections
+    # overflows it and the kernel drops SYNs, which clients retry after 1 s.
+    # Real LLM APIs accept bursts, so the stand-in must too.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class ScriptedLLMServer:
     """An LLM server driven by scripts, speaking OpenAI, Anthropic and Gemini wire shapes.
 
@@ -146,6 +156,7 @@ class ScriptedLLMServer:
         latency: float = 0.0,
         port: int = 0,
         models: list[str] | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.scripts: Mapping[str, Script] = scripts if isinstance(scripts, Mapping) else {"*": scripts}
         self.latency = latency
@@ -153,14 +164,19 @@ class ScriptedLLMServer:
         self.requests: list[ChatRequest] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
+        self._scheme = "http"
+        if tls is not None:  # (certfile, keyfile): serve HTTPS, for certificate-checking tests
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
     def root_url(self) -> str:
         """The server root, for SDKs that add their own path (Anthropic, Gemini, Ollama)."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def base_url(self) -> str:
@@ -241,7 +257,8 @@ class ScriptedLLMServer:
                 elif match := _AZURE_PATH.search(path):
                     path_model = match.group("model")
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                request = ChatRequest(path=self.path, body=body, headers=headers, protocol=protocol, path_model=path_model)
+                request = ChatRequest(path=self.path, body=body, headers=headers, protocol=protocol, path_model=path_model,
+                                      client_port=int(self.client_address[1]))
                 reply = server.reply_for(request)
                 if reply.hang:
                     server._stopping.wait(3600)
