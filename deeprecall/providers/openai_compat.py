@@ -2,25 +2,32 @@
 
 vLLM, SGLang, LM Studio, Ollama, OpenRouter, Portkey, Vercel's gateway, Azure and
 most hosted labs speak this shape; they differ only in base URL, key, headers
-and (Azure) the client class, which ``factory`` supplies from the registry row.
-The ``openai`` SDK is a core dependency (rlms needs it anyway); its own retries
-honour ``Retry-After``.
+and (Azure) the URL layout, which ``factory`` supplies from the registry row.
+The call is one JSON POST, sent by ``json_http`` rather than the ``openai`` SDK:
+the SDK cost ~5x the CPU per call (see json_http's docstring), and an RLM query
+makes several calls while other queries wait for the interpreter.
 """
 
 from __future__ import annotations
 
+import os
+import urllib.parse
 from typing import Any
 
-from deeprecall.errors import ProviderError
-from deeprecall.providers.base import Completion, Message, map_sdk_error
+from deeprecall import __version__
+from deeprecall.errors import ConfigError, ProviderError
+from deeprecall.providers.base import Completion, Message
+from deeprecall.providers.json_http import JsonHttpClient
 from deeprecall.providers.pricing import CostModel, parse_pricing
+
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 class OpenAIChatModel:
     """A model served over ``/chat/completions``.
 
     One instance is shared by all queries of an engine, so the HTTP connection
-    pool is reused; the openai client is thread-safe and this class keeps no
+    pool is reused; the HTTP client is thread-safe and this class keeps no
     per-call state.
     """
 
@@ -41,8 +48,6 @@ class OpenAIChatModel:
         azure_api_version: str | None = None,
         provider: str = "openai",
     ) -> None:
-        import openai
-
         self.model_name = model_name
         self.base_url = base_url
         self.provider = provider
@@ -51,25 +56,24 @@ class OpenAIChatModel:
         self._extra_body = dict(extra_body or {})
         self._cost = cost or CostModel(parse_pricing(pricing) if pricing is not None else None)
         self.has_price = self._cost.has_price
-        self._client: openai.OpenAI
         if azure_api_version is not None:
-            self._client = openai.AzureOpenAI(
-                api_key=api_key,
-                azure_endpoint=base_url or "",
-                api_version=azure_api_version,
-                timeout=timeout,
-                max_retries=max_retries,
-                default_headers=default_headers,
-            )
+            # Azure routes by deployment in the path and takes the key in ``api-key``.
+            url = f"{(base_url or '').rstrip('/')}/openai/deployments/{urllib.parse.quote(model_name, safe='')}"
+            self._path = f"/chat/completions?api-version={urllib.parse.quote(azure_api_version, safe='')}"
+            auth = {"api-key": api_key} if api_key else {}
         else:
-            self._client = openai.OpenAI(
-                api_key=api_key or "not-needed",
-                base_url=base_url,
-                timeout=timeout,
-                max_retries=max_retries,
-                default_headers=default_headers,
-                organization=organization,
-            )
+            url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+            self._path = "/chat/completions"
+            auth = {"Authorization": f"Bearer {api_key or 'not-needed'}"}
+            if organization:
+                auth["OpenAI-Organization"] = organization
+        headers = {"User-Agent": f"deeprecall/{__version__}", **auth, **(default_headers or {})}
+        try:
+            self._http = JsonHttpClient(url, headers=headers, timeout=timeout, max_retries=max_retries,
+                                        where=f"{provider}:{model_name}", secrets=self._secrets)
+        except ValueError as e:
+            raise ConfigError(f"{provider}: base_url must be an http(s) URL such as {OPENAI_URL!r}; got "
+                              f"{url!r}") from e
 
     def __repr__(self) -> str:
         return (
@@ -77,35 +81,20 @@ class OpenAIChatModel:
         )
 
     def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
-        """POST /chat/completions with the body as we built it.
-
-        ``chat.completions.create`` would first walk every message through the SDK's
-        TypedDict transform, ~2.5 ms per call on a long RLM history; our messages are
-        already plain role/content dicts, so the generic ``post`` sends them as they are
-        (same retries, errors, Azure deployment routing and response model)."""
-        import openai
-        from openai._types import RequestOptions
-        from openai.types.chat import ChatCompletion
-
         body: dict[str, Any] = {"model": self.model_name, "messages": messages, **self._sampling, **self._extra_body}
-        options: RequestOptions = {"timeout": timeout} if timeout is not None else {}
-        where = f"{self.provider}:{self.model_name}"
-        try:
-            response = self._client.post("/chat/completions", cast_to=ChatCompletion, body=body, options=options)
-        except (openai.OpenAIError, ValueError) as e:
-            raise map_sdk_error(openai, e, where, self.base_url or "OpenAI", self._secrets) from None
-        return self._to_completion(response)
+        return self._to_completion(self._http.post(self._path, body, timeout=timeout))
 
-    def _to_completion(self, response: Any) -> Completion:
-        choices = getattr(response, "choices", None)
-        if not choices:
+    def _to_completion(self, response: dict[str, Any]) -> Completion:
+        choices = response.get("choices")
+        message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        if not isinstance(message, dict):
             raise ProviderError(f"{self.provider}:{self.model_name}: the server returned no choices", retryable=True)
-        text = choices[0].message.content or ""
-        usage = getattr(response, "usage", None)
-        inp = int(getattr(usage, "prompt_tokens", 0) or 0)
-        out = int(getattr(usage, "completion_tokens", 0) or 0)
+        usage = response.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        inp = int(usage.get("prompt_tokens") or 0)
+        out = int(usage.get("completion_tokens") or 0)
         return Completion(
-            text=text,
+            text=str(message.get("content") or ""),
             model=self.model_name,
             input_tokens=inp,
             output_tokens=out,
@@ -113,4 +102,4 @@ class OpenAIChatModel:
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()

@@ -104,7 +104,7 @@ def test_an_unreachable_server_is_retryable(backend):
 
 
 @pytest.mark.parametrize("backend", ["openai", "anthropic"])
-def test_sdk_retries_honour_retry_after(llm, backend):
+def test_retries_honour_retry_after(llm, backend):
     s = llm(sequence(Reply(status=429, text="slow down", headers={"Retry-After": "1"}), "ok"))
     start = time.monotonic()
     assert model_for(backend, s, max_retries=1).complete(MSGS).text == "ok"

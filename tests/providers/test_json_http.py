@@ -1,0 +1,208 @@
+"""The HTTP client behind every OpenAI-compatible backend, against real servers on loopback:
+the scripted LLM server, a raw socket server that drops idle connections, a
+forwarding proxy and an HTTPS server with a self-signed certificate."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from deeprecall.errors import ProviderError
+from deeprecall.providers import build_chat_model
+from deeprecall.providers.json_http import JsonHttpClient
+from deeprecall.testing.scripted_server import Reply, ScriptedLLMServer
+from tests.providers.conftest import MSGS, sequence
+
+
+def vllm(base_url: str, **kwargs):
+    return build_chat_model("vllm", {"model_name": "m", "base_url": base_url, **kwargs})
+
+
+def test_calls_reuse_one_keep_alive_connection(llm):
+    s = llm(lambda r: "ok")
+    m = vllm(s.base_url, max_retries=0)
+    for _ in range(5):
+        assert m.complete(MSGS).text == "ok"
+    assert len({r.client_port for r in s.requests}) == 1
+
+
+def test_concurrent_calls_use_separate_connections_and_replies(llm):
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = llm(lambda r: Reply(text=r.last_user, delay=0.2))
+    m = vllm(s.base_url)
+    start = time.monotonic()
+    with ThreadPoolExecutor(8) as ex:
+        texts = list(ex.map(lambda i: m.complete([{"role": "user", "content": f"q{i}"}]).text, range(8)))
+    assert texts == [f"q{i}" for i in range(8)]
+    assert time.monotonic() - start < 1.0  # in parallel, not one connection taking turns
+
+
+class DroppingServer:
+    """Answers one request per connection with ``Connection: keep-alive``, then closes it,
+    as servers and load balancers do with idle keep-alive connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, body = data.split(b"\r\n\r\n", 1)
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": "ok"}}]}).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply))
+
+
+def test_a_dropped_idle_connection_is_replaced_without_spending_a_retry():
+    server = DroppingServer()
+    m = vllm(server.url, max_retries=0)
+    assert m.complete(MSGS).text == "ok"
+    time.sleep(0.1)  # the server has closed the pooled connection by now
+    assert m.complete(MSGS).text == "ok"
+    assert server.connections == 2
+    server.sock.close()
+
+
+def test_should_retry_false_is_obeyed(llm):
+    s = llm(sequence(Reply(status=500, text="do not retry", headers={"x-should-retry": "false"}), "ok"))
+    with pytest.raises(ProviderError) as err:
+        vllm(s.base_url, max_retries=2).complete(MSGS)
+    assert err.value.status == 500 and len(s.requests) == 1
+
+
+def test_should_retry_true_retries_a_4xx(llm):
+    s = llm(sequence(Reply(status=400, text="transient", headers={"x-should-retry": "true", "retry-after-ms": "10"}),
+                     "ok"))
+    assert vllm(s.base_url, max_retries=1).complete(MSGS).text == "ok" and len(s.requests) == 2
+
+
+def test_retry_after_ms_is_honoured(llm):
+    s = llm(sequence(Reply(status=429, text="slow down", headers={"retry-after-ms": "50"}), "ok"))
+    start = time.monotonic()
+    assert vllm(s.base_url, max_retries=1).complete(MSGS).text == "ok"
+    assert time.monotonic() - start < 0.35  # the server's 50 ms, not the 0.375-0.5 s default backoff
+
+
+def test_the_call_timeout_bounds_retries_and_waits(llm):
+    s = llm(lambda r: Reply(status=503, text="busy", headers={"Retry-After": "1"}))
+    start = time.monotonic()
+    with pytest.raises(ProviderError) as err:
+        vllm(s.base_url, max_retries=10).complete(MSGS, timeout=1.5)
+    assert err.value.retryable and time.monotonic() - start < 1.5 and len(s.requests) == 2
+
+
+def test_a_bad_base_url_is_a_config_error_naming_the_fix():
+    from deeprecall.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="base_url must be an http"):
+        vllm("localhost:8000/v1")
+
+
+class ForwardingProxy(http.server.ThreadingHTTPServer):
+    """A plain-HTTP forward proxy that only knows one upstream host, ``llm.invalid``."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.seen: list[str] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                proxy.seen.append(self.path)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                assert self.path.startswith("http://llm.invalid:")
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port)
+                path = "/" + self.path.split("/", 3)[3]
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                upstream.request("POST", path, body, headers)
+                reply = upstream.getresponse()
+                payload = reply.read()
+                self.send_response(reply.status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_http_proxy_from_the_environment_is_used(llm, monkeypatch):
+    s = llm(lambda r: "via proxy")
+    port = s.root_url.rsplit(":", 1)[1]
+    proxy = ForwardingProxy(int(port))
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    m = vllm(f"http://llm.invalid:{port}/v1", max_retries=0)  # resolvable only by the proxy
+    assert m.complete(MSGS).text == "via proxy"
+    assert proxy.seen == [f"http://llm.invalid:{port}/v1/chat/completions"]
+    proxy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = str(where / "cert.pem"), str(where / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def https_llm(self_signed: tuple[str, str]) -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer(lambda r: "over tls", tls=self_signed) as server:
+        yield server
+
+
+def test_an_untrusted_certificate_fails_at_once_and_names_the_fix(https_llm, monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(ProviderError) as err:
+        vllm(https_llm.base_url, max_retries=3).complete(MSGS)
+    assert not err.value.retryable and "SSL_CERT_FILE" in str(err.value) and not https_llm.requests
+
+
+def test_ssl_cert_file_adds_a_trusted_ca(https_llm, self_signed, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", self_signed[0])
+    assert vllm(https_llm.base_url, max_retries=0).complete(MSGS).text == "over tls"
+
+
+def test_close_drops_idle_connections(llm):
+    s = llm(lambda r: "ok")
+    client = JsonHttpClient(s.base_url, headers={}, timeout=5, max_retries=0, where="t", secrets=[])
+    client.post("/chat/completions", {"model": "m", "messages": MSGS})
+    client.close()
+    assert client.post("/chat/completions", {"model": "m", "messages": MSGS})["choices"]
+    assert len({r.client_port for r in s.requests}) == 2
