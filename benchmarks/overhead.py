@@ -1,6 +1,6 @@
 """Engine overhead and concurrency against a scripted LLM server.
 
-    python benchmarks/overhead.py [--queries 50]
+    python benchmarks/overhead.py [--queries 50] [--isolation auto|namespace|process|none]
 
 Prints:
 1. wall time per query at 0 ms LLM latency (2 turns, 1 sub-call, 2 searches,
@@ -69,6 +69,9 @@ def start_server(latency: float) -> tuple[multiprocessing.Process, str]:
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
+ISOLATION = "auto"  # what users get by default: namespace (bubblewrap) where it works, else process
+
+
 def build_engine(base_url: str, pool: int) -> DeepRecall:
     store = ChromaStore("bench-overhead", persist_directory=None, embedding_fn=HashingEmbedding())
     store.add_documents([f"Document {i}: the widget line report number {i} about topic-{i % 40}" for i in range(200)],
@@ -76,7 +79,7 @@ def build_engine(base_url: str, pool: int) -> DeepRecall:
     config = DeepRecallConfig(
         backend="vllm", backend_kwargs={"model_name": "root", "base_url": base_url, "max_retries": 0},
         other_backends=["vllm"], other_backend_kwargs=[{"model_name": "sub", "base_url": base_url, "max_retries": 0}],
-        environment_kwargs={"pool_size": pool, "isolation": "process"} if _has_isolation() else {"pool_size": pool},
+        environment_kwargs={"pool_size": pool, "isolation": ISOLATION} if _has_isolation() else {"pool_size": pool},
     )
     return DeepRecall(vectorstore=store, config=config)
 
@@ -111,7 +114,8 @@ def overhead(queries: int) -> None:
         engine.warm()
         engine.query("warm-up topic-1")
         times, roots = timed_queries(engine, queries)
-        print(f"overhead per query at 0 ms LLM latency, warm pool ({queries} queries, local sandbox):")
+        print(f"overhead per query at 0 ms LLM latency, warm pool ({queries} queries, local sandbox, "
+              f"{engine.sandbox.mode} isolation):")
         print(f"  {describe(times)}   (target: median <= 30 ms)")
         print(f"root LLM calls per query: {statistics.mean(roots):.2f} for 2 model turns   (target: 2)")
     # Back to back with the default pool of 2: queries outrun worker start-ups, so some wait for one.
@@ -141,7 +145,11 @@ def concurrency(levels: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--isolation", default="auto", choices=["auto", "namespace", "process", "none"],
+                        help="the local sandbox's isolation (default: auto, what users get)")
     args = parser.parse_args()
+    global ISOLATION
+    ISOLATION = args.isolation
     overhead(args.queries)
     concurrency([8, 32])
 

@@ -114,7 +114,9 @@ class DeepRecall:
         return dict(description)
 
     def warm(self, workers: int | None = None) -> None:
-        """Start sandbox workers now rather than at the first queries."""
+        """Start sandbox workers and read the store's description now, rather than at
+        the first queries (a burst of them would otherwise all wait on one describe())."""
+        self._describe_store()
         self._pool.warm(workers)
 
     def close(self) -> None:
