@@ -86,7 +86,8 @@ class OpenAIChatModel:
 
     def _to_completion(self, response: dict[str, Any]) -> Completion:
         choices = response.get("choices")
-        message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        first = choices[0] if isinstance(choices, list) and choices else None
+        message = first.get("message") if isinstance(first, dict) else None
         if not isinstance(message, dict):
             raise ProviderError(f"{self.provider}:{self.model_name}: the server returned no choices", retryable=True)
         usage = response.get("usage")
@@ -94,7 +95,7 @@ class OpenAIChatModel:
         inp = int(usage.get("prompt_tokens") or 0)
         out = int(usage.get("completion_tokens") or 0)
         return Completion(
-            text=str(message.get("content") or ""),
+            text=_text(message.get("content")),
             model=self.model_name,
             input_tokens=inp,
             output_tokens=out,
@@ -103,3 +104,11 @@ class OpenAIChatModel:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _text(content: Any) -> str:
+    """The reply text: a string, or (Mistral's reasoning models, some gateways) a list of
+    typed parts, of which the ``text`` ones are the answer; ``None`` when the model sent none."""
+    if isinstance(content, list):
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "" if content is None else str(content)

@@ -206,3 +206,4 @@ def test_close_drops_idle_connections(llm):
     client.close()
     assert client.post("/chat/completions", {"model": "m", "messages": MSGS})["choices"]
     assert len({r.client_port for r in s.requests}) == 2
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -120,3 +121,12 @@ def test_concurrent_calls_keep_their_own_usage(llm):
     with ThreadPoolExecutor(8) as ex:
         results = list(ex.map(lambda q: m.complete([{"role": "user", "content": q}]), questions))
     assert [(c.text, c.input_tokens) for c in results] == [(q, len(q)) for q in questions]
+
+
+def test_a_reply_in_typed_parts_keeps_only_its_text(llm):
+    # Mistral's reasoning models and some gateways answer with a list of parts.
+    parts = [{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}, {"type": "text", "text": "42"}]
+    body = {"choices": [{"message": {"role": "assistant", "content": parts}}], "usage": {"prompt_tokens": 3}}
+    s = llm(lambda r: Reply(raw=json.dumps(body).encode()))
+    c = build_chat_model("vllm", {"model_name": "m", "base_url": s.base_url, "max_retries": 0}).complete(MSGS)
+    assert (c.text, c.input_tokens, c.output_tokens) == ("42", 3, 0)
