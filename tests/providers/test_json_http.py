@@ -126,7 +126,8 @@ def test_a_bad_base_url_is_a_config_error_naming_the_fix():
 
 
 class ForwardingProxy(http.server.ThreadingHTTPServer):
-    """A plain-HTTP forward proxy that only knows one upstream host, ``llm.invalid``."""
+    """A forward proxy that only knows one upstream host, ``llm.invalid``: plain HTTP
+    by absolute URL, HTTPS by a CONNECT tunnel."""
 
     def __init__(self, upstream_port: int) -> None:
         self.seen: list[str] = []
@@ -154,8 +155,33 @@ class ForwardingProxy(http.server.ThreadingHTTPServer):
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def do_CONNECT(self) -> None:
+                proxy.seen.append(f"CONNECT {self.path} {self.headers.get('Proxy-Authorization', '')}".strip())
+                assert self.path.startswith("llm.invalid:")
+                upstream = socket.create_connection(("127.0.0.1", upstream_port))
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.wfile.flush()
+                _pump(self.connection, upstream)
+                self.close_connection = True
+
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def _pump(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel, b:
+        sel.register(a, selectors.EVENT_READ, b)
+        sel.register(b, selectors.EVENT_READ, a)
+        while True:
+            for key, _ in sel.select(timeout=10):
+                data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                if not data:
+                    return
+                key.data.sendall(data)
 
 
 def test_http_proxy_from_the_environment_is_used(llm, monkeypatch):
@@ -176,7 +202,7 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     where = tmp_path_factory.mktemp("tls")
     cert, key = str(where / "cert.pem"), str(where / "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:llm.invalid"],
                    check=True, capture_output=True)
     return cert, key
 
@@ -192,6 +218,21 @@ def test_an_untrusted_certificate_fails_at_once_and_names_the_fix(https_llm, mon
     with pytest.raises(ProviderError) as err:
         vllm(https_llm.base_url, max_retries=3).complete(MSGS)
     assert not err.value.retryable and "SSL_CERT_FILE" in str(err.value) and not https_llm.requests
+
+
+def test_https_goes_through_the_proxy_in_a_connect_tunnel(self_signed, monkeypatch):
+    # The usual corporate set-up: HTTPS_PROXY with credentials, TLS checked end to end.
+    with ScriptedLLMServer(lambda r: "tunnelled", tls=self_signed) as server:
+        port = int(server.root_url.rsplit(":", 1)[1])
+        proxy = ForwardingProxy(port)
+        monkeypatch.setenv("https_proxy", f"http://user:p%40ss@127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.setenv("SSL_CERT_FILE", self_signed[0])
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        m = vllm(f"https://llm.invalid:{port}/v1", max_retries=0)
+        assert m.complete(MSGS).text == "tunnelled"
+        assert proxy.seen == [f"CONNECT llm.invalid:{port} Basic dXNlcjpwQHNz"]  # base64("user:p@ss")
+        proxy.shutdown()
 
 
 def test_ssl_cert_file_adds_a_trusted_ca(https_llm, self_signed, monkeypatch):
