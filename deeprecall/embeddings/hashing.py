@@ -15,10 +15,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from deeprecall.embeddings.base import ChromaCompatible
+
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-class HashingEmbedding:
+class HashingEmbedding(ChromaCompatible):
     """``HashingEmbedding(dim=256)(["text", ...]) -> [[float, ...], ...]``."""
 
     def __init__(self, dim: int = 256) -> None:
@@ -38,10 +40,7 @@ class HashingEmbedding:
         norm = math.sqrt(sum(v * v for v in vec)) or 1.0
         return [v / norm for v in vec]
 
-    # Chroma's EmbeddingFunction protocol also asks for these.
-    def embed_query(self, input: Sequence[str]) -> list[list[float]]:
-        return self(input)
-
+    # What Chroma's EmbeddingFunction protocol asks beyond ChromaCompatible's defaults.
     @staticmethod
     def name() -> str:
         return "deeprecall-hashing"
@@ -52,12 +51,3 @@ class HashingEmbedding:
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> HashingEmbedding:
         return HashingEmbedding(int(config.get("dim", 256)))
-
-    def is_legacy(self) -> bool:
-        return False
-
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine", "l2", "ip"]
