@@ -4,7 +4,8 @@
     ├── ConfigError            bad config or arguments; the message names the fix
     │   └── MissingDependencyError   an optional extra is not installed
     ├── ProviderError          an LLM backend failed (auth, network, bad response)
-    │   └── MissingAPIKeyError       no key for a backend that needs one
+    │   ├── MissingAPIKeyError       no key for a backend that needs one
+    │   └── ContextWindowExceeded    the prompt does not fit the model's context window
     ├── SandboxError           the sandbox could not start or broke its protocol
     ├── VectorStoreError       the store failed or does not fit (dimension, schema)
     │   └── FilterError              a filter is not in DeepRecall's filter language
@@ -66,6 +67,17 @@ class ProviderError(DeepRecallError):
 
 class MissingAPIKeyError(ProviderError, ConfigError):
     """A backend needs a key that is not set. The message names the env var."""
+
+
+class ContextWindowExceeded(ProviderError):
+    """The prompt is longer than the model's context window. Not retryable as is:
+    the engine compacts the history and tries once more, else ends the query
+    with ``error="context_window"``."""
+
+    def __init__(self, message: str, *, prompt_tokens: int | None = None, window: int | None = None) -> None:
+        super().__init__(message, retryable=False, status=400)
+        self.prompt_tokens = prompt_tokens
+        self.window = window
 
 
 class SandboxError(DeepRecallError):

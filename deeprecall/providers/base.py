@@ -19,13 +19,19 @@ Message = dict[str, str]
 
 @dataclass(frozen=True)
 class Completion:
-    """One chat completion. ``cost_usd`` is None when nobody knows the price."""
+    """One chat completion. ``cost_usd`` is None when nobody knows the price.
+
+    ``finish_reason`` is ``"length"`` when the reply was cut at the output-token
+    limit (the engine must not run a half-written code block), ``"stop"`` when the
+    model ended it, None when the backend does not say.
+    """
 
     text: str
     model: str
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    finish_reason: str | None = None
 
 
 @runtime_checkable
