@@ -31,12 +31,12 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 test: install services lint typecheck
-	eval "$$(bash scripts/services.sh env)"; export DEEPRECALL_REQUIRE_DOCKER=1; \
-	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
+	eval "$$(bash scripts/services.sh env)"; export DEEPRECALL_REQUIRE_DOCKER=1 DEEPRECALL_REQUIRE_ISOLATION=1; \
+	$(VENV)/bin/pytest -q -rs -p no:cacheprovider --durations=15
 
 # Without the services: docker and postgres tests skip.
 test-fast: install lint typecheck
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -rs -p no:cacheprovider
 
 demo: install
 	$(VENV)/bin/deeprecall query "$(QUESTION)" --docs docs

@@ -30,6 +30,9 @@ DOCS = [
 
 ROOT, SUB = "root-model", "sub-model"
 
+# Under DEEPRECALL_REQUIRE_ISOLATION=1 (make test), a skipped security/isolation test fails (tests/skip_guard.py).
+pytest_plugins = ["tests.skip_guard"]
+
 
 @pytest.fixture(autouse=True)
 def _no_real_llm(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,9 @@
 """Shared helpers for sandbox and security tests: which sandboxes this machine can run.
 
 Docker tests skip when no engine answers, except under ``DEEPRECALL_REQUIRE_DOCKER=1``
-(CI sets it), where a missing engine or image is a failure, not a skip.
+(CI sets it), where a missing engine or image is a failure, not a skip. Namespace tests
+likewise skip when namespaces cannot be created, except under ``DEEPRECALL_REQUIRE_ISOLATION=1``
+(``make test`` sets it; tests/skip_guard.py also fails any skipped security/isolation test).
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ def require_docker() -> None:
 
 
 def namespace_tool(tool: str = "auto") -> str:
-    """The namespace tool that works here, or skip."""
+    """The namespace tool that works here, or skip (a failure under DEEPRECALL_REQUIRE_ISOLATION=1)."""
     found = isolation.detect(sys.executable, tool)
     if not found.available:
+        if os.environ.get("DEEPRECALL_REQUIRE_ISOLATION") == "1":
+            pytest.fail(f"DEEPRECALL_REQUIRE_ISOLATION=1 but namespace isolation is unavailable: {found.reason}",
+                        pytrace=False)
         pytest.skip(f"namespace isolation unavailable: {found.reason}")
     assert found.tool is not None
     return found.tool

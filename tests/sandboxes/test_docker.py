@@ -1,6 +1,7 @@
 """The Docker sandbox against a real engine: the container's locks, its removal, its errors.
 
-Marked ``docker``: skipped without an engine, a failure under DEEPRECALL_REQUIRE_DOCKER=1.
+Marked ``docker``: skipped without an engine, a failure under DEEPRECALL_REQUIRE_DOCKER=1. The docker
+package is in the test extra: without it these tests fail (MissingDependencyError), they do not skip.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from deeprecall.sandboxes import build_sandbox
 from deeprecall.sandboxes.protocol import WorkerSession
 from deeprecall.testing.scripted_server import by_turn
 from tests.sandboxes.support import DOCKER_IMAGE, require_docker
+
+pytestmark = pytest.mark.isolation  # a skip is a failure under DEEPRECALL_REQUIRE_ISOLATION=1
 
 
 def _ours(api: Any) -> list[dict[str, Any]]:
@@ -75,12 +78,10 @@ def test_a_missing_image_is_a_config_error() -> None:
 
 
 def test_an_unreachable_engine_is_a_config_error() -> None:
-    pytest.importorskip("docker")
     with pytest.raises(ConfigError, match="needs a running Docker engine"):
         build_sandbox("docker", {"docker_host": "unix:///nonexistent/docker.sock"})
 
 
 def test_root_in_the_container_is_refused() -> None:
-    pytest.importorskip("docker")
     with pytest.raises(ConfigError, match="must not be root"):
         build_sandbox("docker", {"user": "0:0"})

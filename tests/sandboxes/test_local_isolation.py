@@ -20,6 +20,8 @@ from deeprecall.sandboxes.local import LocalSandbox
 from deeprecall.testing.scripted_server import by_turn
 from tests.sandboxes.support import namespace_tool, processes_matching
 
+pytestmark = pytest.mark.isolation  # a skip is a failure under DEEPRECALL_REQUIRE_ISOLATION=1
+
 PROBE = """```repl
 import os, json, socket
 res = {'uid': os.getuid(), 'root': sorted(os.listdir('/')), 'cwd': os.getcwd(), 'tmp': os.listdir('/tmp'),

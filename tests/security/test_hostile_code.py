@@ -18,6 +18,8 @@ import pytest
 from tests.sandboxes.support import processes_matching, processes_of_uid
 from tests.security.conftest import CELL_TIMEOUT, OUTPUT_CAP, Arena
 
+pytestmark = pytest.mark.security  # a skip is a failure under DEEPRECALL_REQUIRE_ISOLATION=1
+
 FIND_WORKER = "import gc\nw = next(o for o in gc.get_objects() if type(o).__name__ == 'Worker')\n"
 
 
