@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures (overhead, stores) and the quality benchmark (quality/)."""
