@@ -10,15 +10,18 @@ stream shapes are the SDK's own: Modal's buffered writer that needs
 timeout, Daytona's str-only input with input echo on by default and its async
 log stream, Prime's async byte iterators with no stdin EOF.
 
-``test_standins_match_the_installed_sdks`` checks every stand-in signature
-against the real SDK, so a stand-in cannot drift into accepting what the real
-one would reject. Install one into ``sys.modules`` with ``install(monkeypatch, name)``.
+tests/sandboxes/test_cloud_adapters.py checks every stand-in against the
+installed SDK (tests/signatures.py): full signatures (names, required
+parameters, positional order, scalar defaults, async-ness, return types), the
+pydantic models, and the types the streams yield, so a stand-in cannot drift
+into accepting what the real one would reject. Install one into ``sys.modules`` with ``install(monkeypatch, name)``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import datetime
 import os
 import signal
 import subprocess
@@ -332,7 +335,6 @@ def _daytona() -> types.ModuleType:
     class CreateSandboxBaseParams(BaseModel):
         model_config = strict
         name: str | None = None
-        language: str | None = None
         env_vars: dict[str, str] | None = None
         labels: dict[str, str] | None = None
         auto_stop_interval: int | None = None
@@ -345,7 +347,6 @@ def _daytona() -> types.ModuleType:
 
     class CreateSandboxFromImageParams(CreateSandboxBaseParams):
         image: str
-        resources: Any = None
 
     class SessionExecuteRequest(BaseModel):
         model_config = strict
@@ -441,7 +442,7 @@ def _daytona() -> types.ModuleType:
             sandbox.delete()
 
     for cls in (DaytonaConfig, CreateSandboxFromSnapshotParams, CreateSandboxFromImageParams, SessionExecuteRequest,
-                Daytona):
+                SessionExecuteResponse, Daytona):
         setattr(mod, cls.__name__, cls)
     mod.recorder = rec  # type: ignore[attr-defined]
     mod.Process, mod.Sandbox = Process, Sandbox  # type: ignore[attr-defined]
@@ -467,9 +468,29 @@ def _prime() -> types.ModuleType:
         environment_vars: dict[str, str] | None = None
         labels: list[str] = []
 
-    class Sandbox(BaseModel):
+    class Sandbox(BaseModel):  # the fields the SDK's model requires, and the ones the adapter reads
         id: str
         name: str
+        docker_image: str
+        cpu_cores: float
+        memory_gb: float
+        disk_size_gb: float
+        disk_mount_path: str
+        gpu_count: int
+        status: str
+        timeout_minutes: int
+        created_at: datetime.datetime
+        updated_at: datetime.datetime
+
+    class SandboxEgressPolicy(BaseModel):
+        allowlist: list[str] | None = None
+        denylist: list[str] | None = None
+
+    class EgressPolicyStatus(BaseModel):
+        policy: SandboxEgressPolicy
+        generation: int
+        applied_generation: int
+        applied: bool
 
     class _Stream:
         def __init__(self, process: LocalProcess, which: str) -> None:
@@ -531,7 +552,11 @@ def _prime() -> types.ModuleType:
 
         async def create(self, request: CreateSandboxRequest) -> Sandbox:
             rec.record("create", **request.model_dump())
-            sandbox = Sandbox(id=f"pr-{uuid.uuid4().hex[:8]}", name=request.name)
+            now = datetime.datetime.now(datetime.timezone.utc)
+            sandbox = Sandbox(id=f"pr-{uuid.uuid4().hex[:8]}", name=request.name, docker_image=request.docker_image or "",
+                              cpu_cores=request.cpu_cores, memory_gb=request.memory_gb, disk_size_gb=10.0,
+                              disk_mount_path="/", gpu_count=0, status="PENDING",
+                              timeout_minutes=request.timeout_minutes, created_at=now, updated_at=now)
             self._created.add(sandbox.id)
             rec.live.add(sandbox.id)
             return sandbox
@@ -543,11 +568,17 @@ def _prime() -> types.ModuleType:
             self._running.setdefault(sandbox_id, [])
 
         async def set_network(self, sandbox_id: str, *, allow: list[str] | None = None,
-                              deny: list[str] | None = None) -> dict[str, Any]:
+                              deny: list[str] | None = None) -> EgressPolicyStatus:
             if (allow is None) == (deny is None):
                 raise ValueError("exactly one of allow or deny must be provided")
+            entries = list(allow if allow is not None else deny or [])
+            if not entries or ("*" in entries and entries != ["*"]):
+                raise ValueError("allow or deny must contain at least one destination; '*' must be the only one")
             rec.record("set_network", sandbox_id=sandbox_id, allow=allow, deny=deny)
-            return {"applied": True}
+            # As the SDK maps it: deny ["*"] is an empty allowlist, allow ["*"] an empty denylist.
+            policy = (SandboxEgressPolicy(allowlist=[]) if deny == ["*"] else SandboxEgressPolicy(denylist=[])
+                      if allow == ["*"] else SandboxEgressPolicy(allowlist=allow, denylist=deny))
+            return EgressPolicyStatus(policy=policy, generation=1, applied_generation=1, applied=True)
 
         async def open_process(self, sandbox_id: str, command: str, working_dir: str | None = None,
                                env: dict[str, str] | None = None, user: str | None = None) -> AsyncSandboxProcess:
@@ -570,7 +601,8 @@ def _prime() -> types.ModuleType:
             return None
 
     mod.AsyncSandboxClient, mod.CreateSandboxRequest, mod.recorder = AsyncSandboxClient, CreateSandboxRequest, rec  # type: ignore[attr-defined]
-    mod.AsyncSandboxProcess = AsyncSandboxProcess  # type: ignore[attr-defined]
+    mod.AsyncSandboxProcess, mod.Sandbox = AsyncSandboxProcess, Sandbox  # type: ignore[attr-defined]
+    mod.EgressPolicyStatus, mod.SandboxEgressPolicy = EgressPolicyStatus, SandboxEgressPolicy  # type: ignore[attr-defined]
     return mod
 
 

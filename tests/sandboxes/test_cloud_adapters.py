@@ -3,15 +3,18 @@
 These services cannot be reached from here, so every test runs the adapter
 against a faithful local stand-in of its SDK (tests/sandboxes/standins.py):
 the same class, method and argument names as the installed SDK, with the
-worker in a local subprocess. ``test_standins_match_the_installed_sdks``
-keeps the stand-ins honest against the real SDK source.
+worker in a local subprocess. The tests at the end keep the stand-ins honest
+against the installed SDKs (pinned in the test extra): full signatures, the
+models the adapters build and read, and the types of what the streams yield.
 """
 
 from __future__ import annotations
 
-import inspect
+import asyncio
+import importlib
 import subprocess
 import sys
+import typing
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from deeprecall.errors import MissingDependencyError
 from deeprecall.sandboxes import build_sandbox
 from deeprecall.testing.scripted_server import by_turn
 from tests.sandboxes import standins
+from tests.signatures import conforms, model_problems, signature_problems, yielded_type
 
 CLOUDS = ["modal", "e2b", "daytona", "prime"]
 T1 = "```repl\nhits = search_db('Acme revenue 2023')\nprint([h['id'] for h in hits][:2])\nnote = llm_query('summarise ' + hits[0]['content'])\nprint(note)\n```"
@@ -112,11 +116,15 @@ SURFACES = [
     ("prime_sandboxes", "AsyncSandboxProcess.write_stdin", "prime_sandboxes", "AsyncSandboxProcess.write_stdin"),
     ("prime_sandboxes", "AsyncSandboxProcess.kill", "prime_sandboxes", "AsyncSandboxProcess.kill"),
     ("prime_sandboxes", "AsyncSandboxProcess.aclose", "prime_sandboxes", "AsyncSandboxProcess.aclose"),
+    ("prime_sandboxes", "AsyncSandboxClient.aclose", "prime_sandboxes", "AsyncSandboxClient.aclose"),
 ]
-MODELS = [  # pydantic request models: every stand-in field must exist in the real model
-    ("daytona", "DaytonaConfig"), ("daytona", "CreateSandboxFromSnapshotParams"),
-    ("daytona", "CreateSandboxFromImageParams"), ("daytona", "SessionExecuteRequest"),
-    ("prime_sandboxes", "CreateSandboxRequest"),
+MODELS = [  # (real module, name, stand-in module): request models the adapters build, response models they read
+    ("daytona", "DaytonaConfig", "daytona"), ("daytona", "CreateSandboxFromSnapshotParams", "daytona"),
+    ("daytona", "CreateSandboxFromImageParams", "daytona"), ("daytona", "SessionExecuteRequest", "daytona"),
+    ("daytona", "SessionExecuteResponse", "daytona"),
+    ("prime_sandboxes", "CreateSandboxRequest", "prime_sandboxes"), ("prime_sandboxes", "Sandbox", "prime_sandboxes"),
+    ("prime_sandboxes.models", "EgressPolicyStatus", "prime_sandboxes"),
+    ("prime_sandboxes.models", "SandboxEgressPolicy", "prime_sandboxes"),
 ]
 
 
@@ -126,33 +134,90 @@ def _resolve(root: Any, dotted: str) -> Any:
     return root
 
 
-def _params(fn: Any) -> dict[str, inspect.Parameter]:
-    return {n: p for n, p in inspect.signature(fn).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-
-
 @pytest.mark.parametrize(("real_module", "real_path", "stand_module", "stand_path"), SURFACES,
                          ids=[f"{m}:{p}" for m, p, _, _ in SURFACES])
 def test_standins_match_the_installed_sdks(real_module: str, real_path: str, stand_module: str, stand_path: str) -> None:
-    """Every argument a stand-in accepts, the real SDK accepts too, and async-ness matches."""
-    real = _resolve(pytest.importorskip(real_module), real_path)
+    """The full signature: names, required parameters, positional order, scalar defaults, async-ness, return type.
+
+    The SDKs are in the test extra (pinned there), so they are imported plainly: an SDK that moved a module
+    fails this test instead of skipping it."""
+    real = _resolve(importlib.import_module(real_module), real_path)
     stand_root = standins.BUILDERS[stand_module]()
     owner = stand_root.Sandbox() if stand_path == "Sandbox.commands.run" else stand_root  # commands live on an instance
     stand = _resolve(owner, stand_path.removeprefix("Sandbox.") if owner is not stand_root else stand_path)
-    real_params, stand_params = _params(real), _params(stand)
-    extra = set(stand_params) - set(real_params) - {"self", "cls"}
-    assert not extra, f"the stand-in accepts {sorted(extra)}, which {real_module}.{real_path} does not"
-    for name, param in stand_params.items():
-        if name in real_params and name not in ("self", "cls"):
-            assert param.kind == real_params[name].kind or real_params[name].kind == param.POSITIONAL_OR_KEYWORD, name
-    if real_module == "prime_sandboxes" or real_path.endswith("_async"):
-        assert inspect.iscoroutinefunction(real) == inspect.iscoroutinefunction(stand)
+    assert signature_problems(real, stand, owner=real_path.split(".")[-2]) == []
 
 
-@pytest.mark.parametrize(("module", "name"), MODELS)
-def test_standin_request_models_match(module: str, name: str) -> None:
-    real = getattr(pytest.importorskip(module), name)
-    stand = getattr(standins.BUILDERS[module](), name)
-    assert set(stand.model_fields) <= set(real.model_fields)
+@pytest.mark.parametrize(("module", "name", "stand_module"), MODELS, ids=[f"{m}:{n}" for m, n, _ in MODELS])
+def test_standin_models_match(module: str, name: str, stand_module: str) -> None:
+    real = getattr(importlib.import_module(module), name)
+    stand = getattr(standins.BUILDERS[stand_module](), name)
+    assert model_problems(real, stand) == []
+
+
+def test_e2b_stream_events_are_the_sdks_tuples() -> None:
+    """E2B yields (stdout, None, None) / (None, stderr, None) / (None, None, pty) tuples of decoded text."""
+    import e2b
+
+    event_type = yielded_type(typing.get_type_hints(e2b.CommandHandle._handle_events)["return"])
+    sandbox = standins.BUILDERS["e2b_code_interpreter"]().Sandbox.create()
+    handle = sandbox.commands.run("printf out; printf err >&2", background=True, stdin=False, timeout=0)
+    events = list(handle)
+    sandbox.kill()
+    assert all(conforms(event, event_type) for event in events), events
+    assert "".join(e[0] for e in events if e[0]) == "out" and "".join(e[1] for e in events if e[1]) == "err"
+
+
+@pytest.mark.parametrize("text", [True, False])
+def test_modal_streams_are_bytes_or_str_as_the_sdk_declares(text: bool) -> None:
+    """Modal's exec overloads: text=True gives ContainerProcess[str], text=False ContainerProcess[bytes]."""
+    from modal.sandbox._sandbox import _Sandbox
+
+    declared = {typing.get_type_hints(o)["text"]: typing.get_type_hints(o)["return"] for o in typing.get_overloads(_Sandbox.exec)}
+    chunk_type = typing.get_args(declared[typing.Literal[text]])[0]
+    modal = standins.BUILDERS["modal"]()
+    sandbox = modal.Sandbox.create(app=modal.App.lookup("t"))
+    process = sandbox.exec("/bin/sh", "-c", "printf out; printf err >&2", text=text)
+    out, err = list(process.stdout), list(process.stderr)
+    sandbox.terminate()
+    assert out and err and all(isinstance(c, chunk_type) for c in out + err), (chunk_type, out, err)
+
+
+def test_prime_streams_are_async_byte_iterators_as_the_sdk_declares() -> None:
+    from prime_sandboxes.process import _AsyncProcessStream
+
+    chunk_type = typing.get_type_hints(_AsyncProcessStream.__anext__)["return"]
+    prime = standins.BUILDERS["prime_sandboxes"]()
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        client = prime.AsyncSandboxClient()
+        sandbox = await client.create(prime.CreateSandboxRequest(name="t"))
+        await client.wait_for_creation(sandbox.id)
+        process = await client.open_process(sandbox.id, "printf out; printf err >&2")
+        out = [c async for c in process.stdout]
+        err = [c async for c in process.stderr]
+        await client.delete(sandbox.id)
+        await client.aclose()
+        return out, err
+
+    out, err = asyncio.run(run())
+    assert out and err and all(conforms(c, chunk_type) for c in out + err), (chunk_type, out, err)
+
+
+def test_daytona_log_callbacks_get_the_sdks_type() -> None:
+    import daytona._sync.process as real_process
+
+    hint = typing.get_type_hints(real_process.Process.get_session_command_logs_async)["on_stdout"]
+    arg_types = {typing.get_args(callback)[0][0] for callback in typing.get_args(hint)}  # Callable[[T], ...] | ...
+    daytona = standins.BUILDERS["daytona"]()
+    sandbox = daytona.Daytona().create()
+    sandbox.process.create_session("s")
+    command = daytona.SessionExecuteRequest(command="printf out; printf err >&2", run_async=True)
+    cmd_id = sandbox.process.execute_session_command("s", command).cmd_id
+    seen: list[Any] = []
+    asyncio.run(sandbox.process.get_session_command_logs_async("s", cmd_id, seen.append, seen.append))
+    sandbox.delete()
+    assert sorted(seen) == ["err", "out"] and all(any(conforms(v, t) for t in arg_types) for v in seen), (arg_types, seen)
 
 
 def test_adapters_import_no_sdk_until_used() -> None:

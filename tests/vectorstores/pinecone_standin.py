@@ -18,6 +18,9 @@ against this class. It was written by reading the installed SDK's source
   with a non-number and an unknown operator are errors (HTTP 400 there).
   Assumed, as Pinecone documents: ``$ne``/``$nin`` match records that lack
   the field. Scores are cosine similarity, as for a ``metric="cosine"`` index.
+
+``test_attach.py::test_pinecone_standin_matches_the_installed_sdk`` checks each method's full signature
+against the installed SDK's ``pinecone.Index`` (pinned in the test extra; tests/signatures.py).
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def test_lancedb_attach(tmp_path: Path) -> None:
 
 def test_milvus_attach_reopened_lite_file(tmp_path: Path) -> None:
     """Built and closed by pymilvus, then reopened: the reopened file needs load_collection."""
-    pymilvus = pytest.importorskip("pymilvus")
+    import pymilvus
     from pymilvus import DataType
 
     from deeprecall.vectorstores.milvus import MilvusStore
@@ -252,6 +252,17 @@ def test_pinecone_attach_namespace() -> None:
     with pytest.raises(VectorStoreError, match="128-dimensional"):
         PineconeStore(index=index, embedding_fn=HashingEmbedding(32))
     assert "query" in index.calls and "describe_index_stats" in index.calls
+
+
+@pytest.mark.parametrize("method", ["upsert", "query", "fetch", "list", "describe_index_stats"])
+def test_pinecone_standin_matches_the_installed_sdk(method: str) -> None:
+    """The stand-in's methods have the SDK Index's full signatures (pinecone is pinned in the test extra)."""
+    import pinecone
+
+    from tests.signatures import signature_problems
+    from tests.vectorstores.pinecone_standin import StandInIndex
+
+    assert signature_problems(getattr(pinecone.Index, method), getattr(StandInIndex, method), owner="Index") == []
 
 
 @pytest.mark.postgres
