@@ -15,11 +15,13 @@ from deeprecall.embeddings.spec import embedding_from_spec
 if TYPE_CHECKING:
     from deeprecall.embeddings.chroma_default import ChromaDefaultEmbedding
     from deeprecall.embeddings.litellm import LiteLLMEmbedding
+    from deeprecall.embeddings.minilm import MiniLMEmbedding
     from deeprecall.embeddings.openai import OpenAIEmbedding
     from deeprecall.embeddings.sentence_transformers import SentenceTransformerEmbedding
 
 _LAZY = {
     "ChromaDefaultEmbedding": "deeprecall.embeddings.chroma_default",
+    "MiniLMEmbedding": "deeprecall.embeddings.minilm",
     "LiteLLMEmbedding": "deeprecall.embeddings.litellm",
     "OpenAIEmbedding": "deeprecall.embeddings.openai",
     "SentenceTransformerEmbedding": "deeprecall.embeddings.sentence_transformers",
@@ -30,6 +32,7 @@ __all__ = [
     "EmbeddingFunction",
     "HashingEmbedding",
     "LiteLLMEmbedding",
+    "MiniLMEmbedding",
     "OpenAIEmbedding",
     "SentenceTransformerEmbedding",
     "embedding_from_spec",

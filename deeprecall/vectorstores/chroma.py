@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from deeprecall.errors import ConfigError, MissingDependencyError, VectorStoreError
+from deeprecall.errors import ConfigError, DeepRecallError, MissingDependencyError, VectorStoreError
 from deeprecall.vectorstores import filters as fl
 from deeprecall.vectorstores._adapter import StoreAdapter
 from deeprecall.vectorstores._support import MARKER, EmbeddingFn, check_dimension, content_id, dedupe, prepare_batch
@@ -80,9 +80,10 @@ class ChromaStore(StoreAdapter):
         text_key: str | None = None,
     ) -> None:
         self._text_key = text_key
+        self.created = False  # whether this object created the collection (see discard_if_unused)
         if collection is not None:
             super().__init__(collection.name, embedding_fn, bool(writable))
-            self._collection = collection
+            self._collection, self._client = collection, None
             self._embed = embedding_fn
             check_dimension(self._stored_dim(), embedding_fn, repr(self))
             return
@@ -91,13 +92,11 @@ class ChromaStore(StoreAdapter):
         if client is None:
             chromadb = _chromadb()
             client = chromadb.PersistentClient(path=persist_directory) if persist_directory else chromadb.EphemeralClient()
-        kwargs: dict[str, Any] = {"name": collection_name, "metadata": {"hnsw:space": "cosine", "created_by": MARKER}}
-        if embedding_fn is not None:
-            kwargs["embedding_function"] = embedding_fn
-        try:
-            self._collection = client.get_or_create_collection(**kwargs)
-        except Exception as e:
-            raise VectorStoreError(f"Chroma could not open collection {collection_name!r}: {e}") from e
+        self._client = client
+        self.created = not _exists(client, collection_name)
+        if self.created and embedding_fn is not None:
+            embedding_fn(["probe"])  # a function that cannot embed fails here, before a collection is bound to it
+        self._collection = _open(client, collection_name, embedding_fn, persist_directory)
         ours = (self._collection.metadata or {}).get("created_by") == MARKER
         super().__init__(collection_name, embedding_fn, ours if writable is None else writable)
         self._embed = None  # the collection embeds with the function it was created with
@@ -156,6 +155,8 @@ class ChromaStore(StoreAdapter):
         try:
             res = self._collection.query(**kwargs)
         except Exception as e:
+            if _ours(e, "query"):
+                raise
             raise VectorStoreError(f"Chroma query failed: {e}{_offline_hint(e)}") from e
         rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
         return [self._hit(i, doc, meta, 1.0 - float(dist)) for i, doc, meta, dist in rows]
@@ -175,6 +176,8 @@ class ChromaStore(StoreAdapter):
         try:
             self._collection.upsert(**kwargs)
         except Exception as e:
+            if _ours(e, "upsert"):
+                raise
             raise VectorStoreError(f"Chroma upsert failed: {e}{_offline_hint(e)}") from e
 
     def add_documents(
@@ -214,6 +217,80 @@ class ChromaStore(StoreAdapter):
 
     def count(self) -> int:
         return int(self._collection.count())
+
+    def discard_if_unused(self) -> bool:
+        """Delete the collection if this object created it and it is still empty; True if it did.
+
+        Why: a first ingest that fails would otherwise leave an empty collection
+        bound to its embedding function, and the retry with another one would stop
+        on an embedding conflict. Nothing that existed before is touched: a
+        collection this object only opened, or one holding documents, stays.
+        """
+        if not self.created or self._client is None or self.count() > 0:
+            return False
+        try:
+            self._client.delete_collection(self.name)
+        except Exception as e:
+            raise VectorStoreError(f"Chroma could not remove the empty collection {self.name!r}: {e}") from e
+        self.created = False
+        return True
+
+
+def _exists(client: Any, name: str) -> bool:
+    """Strict, unlike ``_names``: a wrong "no" here would let ``discard_if_unused`` delete a collection it did not make."""
+    try:
+        client.get_collection(name)
+    except Exception as e:
+        if type(e).__name__ == "NotFoundError":
+            return False
+        raise VectorStoreError(f"Chroma could not look up collection {name!r}: {e}") from e
+    return True
+
+
+def _open(client: Any, name: str, embedding_fn: EmbeddingFn | None, folder: str | None) -> Any:
+    kwargs: dict[str, Any] = {"name": name, "metadata": {"hnsw:space": "cosine", "created_by": MARKER}}
+    if embedding_fn is not None:
+        kwargs["embedding_function"] = embedding_fn
+    try:
+        return client.get_or_create_collection(**kwargs)
+    except Exception as e:
+        if "embedding function conflict" in str(e).lower():
+            raise ConfigError(_conflict_message(client, name, embedding_fn, folder)) from e
+        raise VectorStoreError(f"Chroma could not open collection {name!r}: {e}") from e
+
+
+def _conflict_message(client: Any, name: str, embedding_fn: Any, folder: str | None) -> str:
+    """Which embedding the collection records, and the flags or folders that resolve the conflict."""
+    from deeprecall.embeddings.spec import spec_for
+
+    try:
+        recorded = client.get_collection(name).configuration_json.get("embedding_function") or {}
+    except Exception:
+        recorded = {}
+    recorded_name = str(recorded.get("name", "another embedding"))
+    spec = spec_for(recorded_name, recorded.get("config"))
+    same = (f"`--embedding {spec}` on the command line" if spec
+            else "the same embedding function (embedding_fn=)")
+    where = f"{folder!r}" if folder else "this Chroma client"
+    return (
+        f"collection {name!r} in {where} was made with the embedding {recorded_name!r}, not "
+        f"{getattr(embedding_fn, 'name', lambda: '?')()!r}; its vectors only match queries embedded the same way. "
+        f"Open it with {same}, or start a new store: another collection (`--collection NAME`), another folder "
+        f"(`--persist-dir DIR`), or delete {where} if nothing in it is needed"
+    )
+
+
+def _ours(error: Exception, operation: str) -> bool:
+    """True for DeepRecall's own errors (an embedding function's, say), which pass through unwrapped.
+
+    Chroma appends " in upsert." / " in query." to any error raised inside its
+    methods; that is removed so the message reads as written.
+    """
+    if not isinstance(error, DeepRecallError):
+        return False
+    if error.args and isinstance(error.args[0], str):
+        error.args = (error.args[0].removesuffix(f" in {operation}."), *error.args[1:])
+    return True
 
 
 def _offline_hint(error: Exception) -> str:
