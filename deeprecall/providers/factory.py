@@ -4,19 +4,21 @@ This is the one place that knows which backend value maps to which adapter:
 any registry id or alias (see ``registry.PROVIDERS``), plus three composite
 backends: ``litellm`` (any litellm model string), ``pool`` (several backends
 on LiteLLM's Router) and ``hybrid`` (a reasoner and an executor). ``auto``
-infers the provider from a ``provider/model`` name. Adapters are imported
+infers the provider from a ``provider/model`` name. ``llama-cpp`` without a
+server URL runs the model in this process (``llama_cpp_local``). Adapters are imported
 lazily so a missing SDK only matters when that backend is chosen. Every
 configuration error is raised here, before any network call.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from deeprecall.errors import ConfigError
 from deeprecall.providers.base import ChatModel
 from deeprecall.providers.endpoint import Endpoint, resolve_endpoint
-from deeprecall.providers.registry import PROVIDERS, infer_provider
+from deeprecall.providers.registry import PROVIDERS, get_provider, infer_provider
 from deeprecall.providers.wire import openai_extra_body, openai_headers
 
 COMPOSITE = ("litellm", "pool", "hybrid", "auto")
@@ -53,7 +55,19 @@ def build_chat_model(backend: str, backend_kwargs: dict[str, Any] | None = None)
         if spec is None:
             raise ConfigError("backend 'auto' needs a 'provider/model' model_name, e.g. 'anthropic/claude-sonnet-4-5'")
         name = spec.id
+    if runs_in_process(name, kwargs):
+        from deeprecall.providers.llama_cpp_local import build_local
+
+        return build_local(kwargs)
     return build_from_endpoint(resolve_endpoint(name, kwargs))
+
+
+def runs_in_process(backend: str, kwargs: dict[str, Any]) -> bool:
+    """``llama-cpp`` with no server URL (neither ``base_url`` nor ``LLAMACPP_BASE_URL``) runs the model in-process."""
+    spec = get_provider(backend)
+    if spec is None or spec.id != "llama-cpp" or kwargs.get("base_url"):
+        return False
+    return not (spec.base_url_env_var and os.environ.get(spec.base_url_env_var))
 
 
 def build_from_endpoint(ep: Endpoint) -> ChatModel:

@@ -71,8 +71,10 @@ def test_a_missing_key_names_the_env_var(backend, env):
 
 
 def test_local_providers_need_no_key():
-    for backend in ("ollama", "lmstudio", "vllm", "sglang", "tgi", "mlx", "llama-cpp", "openai-compatible"):
+    for backend in ("ollama", "lmstudio", "vllm", "sglang", "tgi", "mlx", "openai-compatible"):
         build_chat_model(backend, {"model_name": "m"}).close()
+    # llama-cpp is a server only with a URL; without one it runs in-process (test_local_models.py).
+    build_chat_model("llama-cpp", {"model_name": "m", "base_url": "http://localhost:8080/v1"}).close()
 
 
 def test_a_wrong_key_format_fails_before_any_call(monkeypatch):
