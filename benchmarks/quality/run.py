@@ -130,7 +130,8 @@ class Recorder:
     """Keeps the records and rewrites the JSON file after each one (atomically: a kill leaves a valid file)."""
 
     def __init__(self, path: str | Path, meta: dict[str, Any]) -> None:
-        self.path, self.meta, self.records = Path(path), meta, []  # type: list[dict[str, Any]]
+        self.path, self.meta = Path(path), meta
+        self.records: list[dict[str, Any]] = []
 
     def add(self, record: dict[str, Any]) -> None:
         self.records.append(record)

@@ -157,6 +157,7 @@ class DeepRecallSystem:
 
     def __init__(self, spec: SystemSpec, store: VectorStore, hint: str | None = None) -> None:
         self.engine = DeepRecall(vectorstore=store, config=spec.config)
+        self.engine.warm()  # worker start-up is not the first question's time
         self.hint = hint
 
     def ask(self, question: str) -> Outcome:
