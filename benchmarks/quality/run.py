@@ -75,7 +75,9 @@ def model_config(args: argparse.Namespace, strong: bool = False) -> DeepRecallCo
     if path:
         config = DeepRecallConfig.from_file(path)
     elif not strong and args.local:
-        config = DeepRecallConfig.build(backend="llama-cpp", backend_kwargs={"model_name": args.model} if args.model else {})
+        from deeprecall.providers.local_models import DEFAULT_MODEL
+
+        config = DeepRecallConfig.build(backend="llama-cpp", backend_kwargs={"model_name": args.model or DEFAULT_MODEL})
     elif backend:
         kwargs = {k: v for k, v in (("model_name", getattr(args, pre + "model")),
                                     ("base_url", getattr(args, pre + "base_url"))) if v}

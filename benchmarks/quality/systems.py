@@ -4,7 +4,7 @@
   ``deeprecall.providers.build_chat_model`` from the same backend settings as DeepRecall's root. It is asked to
   cite the ids it used; if it cites none of the hits it was given, all of them count as its sources (as
   DeepRecall's do when the model cites nothing).
-- ``deeprecall``: the engine with the root model also serving ``llm_query`` (no separate sub-model).
+- ``deeprecall``: the engine with the same model as root and as ``llm_query``'s sub-model.
 - ``deeprecall-strong``: a stronger root (``--strong-*``) with the base model as its sub-model.
 
 A system spec on the command line is ``NAME[:KEY=VALUE,KEY=VALUE...]``; for DeepRecall systems the pairs are
@@ -105,7 +105,11 @@ def build_spec(text: str, base: DeepRecallConfig, engine: dict[str, Any], strong
     if name == "deeprecall-strong" and strong is None:
         raise ConfigError("system 'deeprecall-strong' needs a second model: --strong-config or --strong-backend/--strong-model")
     values = base.model_dump()
-    values.update(other_backends=[], other_backend_kwargs=[])  # llm_query is served by the root itself
+    # llm_query runs on the same model as the root, as its own instance: the embedded llama-cpp backend keeps
+    # a KV cache per instance, so sharing the root's would re-read the root prompt after every sub-call.
+    # hybrid already names its own executor.
+    same = [] if base.backend == "hybrid" else [base.backend]
+    values.update(other_backends=same, other_backend_kwargs=[base.backend_kwargs] if same else [])
     if name == "deeprecall-strong" and strong is not None:
         values.update(backend=strong.backend, backend_kwargs=strong.backend_kwargs,
                       other_backends=[base.backend], other_backend_kwargs=[base.backend_kwargs])

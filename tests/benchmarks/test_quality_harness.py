@@ -144,7 +144,8 @@ def test_variants_and_unknown_settings():
     spec = build_spec("deeprecall:max_iterations=6,environment_kwargs.cell_timeout=30", base, {"top_k": 7}, None)
     assert spec.config.max_iterations == 6 and spec.config.top_k == 7
     assert spec.config.environment_kwargs["cell_timeout"] == 30
-    assert spec.config.other_backends == []  # root and sub-model the same
+    assert spec.config.other_backends == ["vllm"]  # root and sub-model the same
+    assert spec.config.other_backend_kwargs == [base.backend_kwargs]
     strong = DeepRecallConfig(backend="openai", backend_kwargs={"model_name": "big"})
     both = build_spec("deeprecall-strong", base, {}, strong)
     assert both.config.backend_kwargs["model_name"] == "big" and both.config.other_backend_kwargs[0]["model_name"] == "m"
