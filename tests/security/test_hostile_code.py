@@ -118,7 +118,7 @@ def test_writes_never_reach_the_host(arena: Arena) -> None:
                os.path.join(home, f"escape-{arena.token}"), os.path.join(arena.store_dir, "escape")]
     out = arena.ask("write", fill(WRITE_FILES, targets=targets), "FINAL('wrote')")
     arena.assert_held(out)
-    out.report()
+    assert set(out.report()) == set(targets)  # every write was attempted
     for target in targets:
         assert not os.path.exists(target), f"{arena.kind}: the sandbox wrote {target} on the host"
 
@@ -189,6 +189,8 @@ def test_no_network_not_even_host_loopback(arena: Arena, listener: tuple[int, li
                     "FINAL('offline')")
     arena.assert_held(out)
     report = out.report()
+    assert set(report) == {"llm_server", "listener_loopback", "listener_host_ip", "docker_gateway", "internet_tcp",
+                           "internet_udp", "dns"}  # every attempt was made
     assert all(v.startswith("ERR") for v in report.values()), report
     assert accepted == []
     assert not arena.server.calls_for("escape-attempt")
@@ -305,9 +307,14 @@ def test_output_floods_are_capped(arena: Arena) -> None:
     out = arena.ask("flood", FLOOD, "FINAL('flooded')")
     arena.assert_held(out)
     assert out.result.answer == "flooded"
-    out.report()
-    second_turn = [r for r in out.requests if r.turn == 1]
-    assert second_turn and all(len(r.text) < 20 * OUTPUT_CAP + 50_000 for r in second_turn)
+    assert out.report() == {"flooding": True}  # the head of stdout is kept
+    first, second = ([r for r in out.requests if r.turn == n] for n in (0, 1))
+    assert len(first) == len(second) == 1
+    shown = len(second[0].text) - len(first[0].text) - len(arena.cases["flood"][0])  # what the cell added
+    trace = out.result.steps[0].output
+    print("flood: the model was shown", shown, "characters; the trace holds", len(trace))
+    assert 1000 < shown <= 2 * OUTPUT_CAP + 1000  # stdout and stderr, each capped, and the truncation notes
+    assert 1000 < len(trace) <= 2 * OUTPUT_CAP + 1000
 
 
 def test_forged_protocol_messages_end_only_that_worker(arena: Arena) -> None:
@@ -354,6 +361,7 @@ def test_store_is_reachable_only_through_search_db(arena: Arena) -> None:
     arena.assert_held(out)
     report = out.report()
     assert report.pop("chromadb").startswith("ERR")
+    assert len(report) == 8, report  # both removals and all six forged calls were attempted
     assert all(v.startswith(("ERR", "refused")) for v in report.values()), report
     assert sorted(os.listdir(arena.store_dir)) == before
     assert arena.store.count() == count
@@ -368,28 +376,41 @@ attempts = [None, {'tenant': 'globex'}, {'$or': [{'tenant': 'globex'}, {'tenant'
 for f in attempts:
     try:
         hits = search_db('revenue CEO recall factory aluminium', top_k=10, filters=f)
-        out[json.dumps(f)] = sorted({h['metadata'].get('tenant') for h in hits})
+        out[json.dumps(f)] = sorted(h['id'] for h in hits)
         seen.update(h['id'] for h in hits)
     except Exception as e:
         out[json.dumps(f)] = 'ERR ' + type(e).__name__
 for args in [{'filters': None}, {'filters': {}, 'enforced_filters': None}]:
     try:
         hits = w.call('search_db', query='Globex CEO', top_k=10, **args)
-        out['forged' + json.dumps(args)] = sorted({h['metadata'].get('tenant') for h in hits})
+        out['forged' + json.dumps(args)] = sorted(h['id'] for h in hits)
         seen.update(h['id'] for h in hits)
     except Exception as e:
         out['forged' + json.dumps(args)] = 'ERR ' + type(e).__name__
-print('RESULT ' + json.dumps({'tenants': out, 'ids': sorted(seen)}))
+print('RESULT ' + json.dumps({'found': out, 'ids': sorted(seen)}))
 """
 
 
 def test_enforced_filters_cannot_be_widened_or_replaced(arena: Arena) -> None:
+    """Engine filter tenant=acme AND query filter topic=finance allow exactly doc0 (DOCS in tests/conftest.py).
+
+    Each attempt has its own expected result, so a search_db that returned nothing would fail as surely as
+    one that let another tenant's documents through."""
     out = arena.ask("filters", FILTERS, "FINAL('scoped')", filters={"topic": "finance"})
     arena.assert_held(out)
     report = out.report()
-    for attempt, tenants in report["tenants"].items():
-        assert tenants == [] or tenants == ["acme"] or str(tenants).startswith("ERR"), (attempt, tenants)
-    assert set(report["ids"]) <= {"doc0"}
+    assert report["found"] == {
+        "null": ["doc0"],                                                # no model filter: the allowed document
+        '{"tenant": "globex"}': [],                                      # ANDed with tenant=acme: nothing
+        '{"$or": [{"tenant": "globex"}, {"tenant": "acme"}]}': ["doc0"],  # narrows to acme, cannot widen
+        '{"tenant": {"$ne": "acme"}}': [],
+        '{"tenant": {"$in": ["globex", "acme"]}}': ["doc0"],
+        '{"topic": "people"}': [],
+        'forged{"filters": null}': ["doc0"],                             # a raw call still gets the host's filters
+        'forged{"filters": {}, "enforced_filters": null}': "ERR ToolError",  # and cannot name them
+    }
+    assert report["ids"] == ["doc0"]
+    assert {i for step in out.result.steps for search in step.searches for i in search.result_ids} == {"doc0"}
     assert {s.id for s in out.result.sources} <= {"doc0"}
 
 
