@@ -17,7 +17,7 @@ import pytest
 
 from deeprecall import DeepRecall, DeepRecallConfig
 from deeprecall.embeddings import HashingEmbedding
-from deeprecall.testing.scripted_server import Script, ScriptedLLMServer
+from deeprecall.testing.scripted_server import ChatRequest, Script, ScriptedLLMServer
 from deeprecall.vectorstores.chroma import ChromaStore
 
 DOCS = [
@@ -102,3 +102,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def max_in_flight(requests: list[ChatRequest]) -> int:
+    """The most requests the scripted server was serving at one moment (from their recorded timestamps)."""
+    events = sorted([(r.received_at, 1) for r in requests] + [(r.replied_at, -1) for r in requests])
+    busiest = current = 0
+    for _, step in events:  # at equal times a reply (-1) sorts first: touching intervals do not overlap
+        current += step
+        busiest = max(busiest, current)
+    return busiest

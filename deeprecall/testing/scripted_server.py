@@ -58,6 +58,10 @@ class ChatRequest:
     protocol: str = OPENAI
     path_model: str = ""
     client_port: int = 0  # the client's TCP port: one value per connection, for keep-alive tests
+    # time.monotonic() when the request arrived and when its reply was sent (0.0: not yet / never), so tests
+    # can check ordering and overlap (were calls in flight together? did a retry wait?) instead of wall time.
+    received_at: float = 0.0
+    replied_at: float = 0.0
 
     @property
     def model(self) -> str:
@@ -258,13 +262,14 @@ class ScriptedLLMServer:
                     path_model = match.group("model")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 request = ChatRequest(path=self.path, body=body, headers=headers, protocol=protocol, path_model=path_model,
-                                      client_port=int(self.client_address[1]))
+                                      client_port=int(self.client_address[1]), received_at=time.monotonic())
                 reply = server.reply_for(request)
                 if reply.hang:
                     server._stopping.wait(3600)
                     return
                 time.sleep(server.latency + reply.delay)
                 payload = reply.raw if reply.raw is not None else json.dumps(BODIES[protocol](request, reply)).encode()
+                request.replied_at = time.monotonic()
                 self._send(reply.status, payload, reply.headers)
 
         return Handler
