@@ -2,7 +2,8 @@
 
 It answers with HashingEmbedding vectors in reversed ``index`` order (clients
 must sort by index), records every request, and can be told to fail with a
-status code. No real provider is ever called.
+status code, from the first request or after ``fail_after`` good ones. No real
+provider is ever called.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class EmbeddingServer:
         self.embed = HashingEmbedding(dim)
         self.requests: list[dict[str, Any]] = []
         self.fail_with: int | None = None
+        self.fail_after: int | None = None  # with fail_with: answer this many requests, then fail
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,7 +31,7 @@ class EmbeddingServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-                if server.fail_with:
+                if server.fail_with and (server.fail_after is None or len(server.requests) > server.fail_after):
                     self._reply(server.fail_with, {"error": {"message": "nope", "type": "invalid_request_error"}})
                 elif not self.path.endswith("/embeddings"):
                     self._reply(404, {"error": {"message": "not found"}})
