@@ -62,6 +62,12 @@ class DeepRecallConfig(BaseModel):
     max_top_k: int = Field(50, ge=1, le=1000, description="largest top_k the model may ask for")
     filters: dict[str, Any] | None = Field(None, description="filters enforced on every search, ANDed with query filters")
     sub_concurrency: int = Field(8, ge=1, le=256, description="concurrent sub-LLM calls in llm_query_batched")
+    prompt_style: Literal["auto", "rlms", "compact"] = Field(
+        "auto", description="system prompt: rlms's full one, a compact one for small models, or auto (compact "
+                            "when the root model says it is small, e.g. the embedded llama-cpp model)")
+    ground_first_turn: bool = Field(
+        True, description="search the question before the first turn and show its top hits to the model, so its "
+                          "first turn knows what one-shot retrieval would have known")
 
     @field_validator("backend")
     @classmethod

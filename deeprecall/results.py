@@ -102,7 +102,14 @@ class QueryResult:
     """``error`` is None, or the name of what ended the query early:
     max_iterations, max_search_calls, max_tokens, max_seconds, max_cost_usd,
     cell_timeout, sandbox_failed or llm_error; ``error_message`` explains it.
-    The answer is then the best partial answer available."""
+    The answer is then the best partial answer available.
+
+    ``sources`` are the retrieved documents the answer rests on: the ids the model
+    cited, else the documents that contain what the answer adds to the question.
+    ``grounded`` is False when no retrieved document backs the answer (a model
+    answering from memory, or "not in the documents"); ``sources`` is then empty,
+    so an unbacked answer never looks sourced. ``retrieved`` is every document
+    the query's searches returned, best score kept."""
 
     question: str
     answer: str
@@ -112,6 +119,8 @@ class QueryResult:
     error: str | None = None
     error_message: str | None = None
     seconds: float = 0.0
+    grounded: bool = False
+    retrieved: list[Source] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 from deeprecall.config import DeepRecallConfig
+from deeprecall.engine.evidence import supporting
 from deeprecall.engine.run import QueryRun
-from deeprecall.errors import ConfigError, ProviderError, QueryLimitExceeded, SandboxError
+from deeprecall.errors import ConfigError, DeepRecallError, ProviderError, QueryLimitExceeded, SandboxError
 from deeprecall.providers import ChatModel, build_chat_model, expand_hybrid
 from deeprecall.results import QueryResult
 from deeprecall.sandboxes import build_sandbox
@@ -26,6 +27,9 @@ from deeprecall.vectorstores.base import VectorStore
 
 log = logging.getLogger("deeprecall")
 DESCRIBE_TTL = 5.0
+# Ends after which one more root call (answering from the retrieved documents) is worth it when the
+# model drafted no answer (its last prose is rarely one). Budget limits are not here: they must not spend more.
+FLOORED = ("max_iterations", "max_search_calls", "stalled", "context_window", "cell_timeout", "sandbox_failed")
 TOOL_DOCS = {"search_db": {"tool": None, "description": "search_db(query, top_k=5, filters=None) -> list of hits; see below"}}
 
 
@@ -142,9 +146,13 @@ class DeepRecall:
         env: WorkerREPL | None = None
         answer, error, message = "", None, None
         try:
+            if self.config.ground_first_turn:
+                run.ground()
+                run.context["first_hits"] = run.first_hits
             env = WorkerREPL(run, self._start_worker(run), restart=lambda: self._start_worker(run),
                              cell_timeout=self.sandbox.settings.cell_timeout)
-            rlm = DeepRecallRLM(run, env, max_iterations=self.config.max_iterations, tool_docs=TOOL_DOCS)
+            rlm = DeepRecallRLM(run, env, max_iterations=self.config.max_iterations, tool_docs=TOOL_DOCS,
+                                style=self._prompt_style(run.root))
             answer = rlm.completion(run.context, root_prompt=run.question).response
             if run.stop is not None:
                 raise run.stop
@@ -157,9 +165,13 @@ class DeepRecall:
         finally:
             if env is not None:
                 env.cleanup()
-            run.finish()
-        result = QueryResult(question=run.question, answer=answer, sources=self._sources(run), steps=run.steps,
-                             usage=run.usage, error=error, error_message=message, seconds=time.monotonic() - run.started)
+        if (not answer.strip()) if error is None else (error in FLOORED and not run.drafted_answer):
+            answer = self._floor(run) or answer
+        run.finish()
+        sources = run.cited_sources() or supporting(answer, run.question, run.sources.values())
+        result = QueryResult(question=run.question, answer=answer, sources=sources, steps=run.steps,
+                             usage=run.usage, error=error, error_message=message, seconds=time.monotonic() - run.started,
+                             grounded=bool(sources), retrieved=list(run.sources.values()))
         log.info("query done in %.2fs: %d steps, %d root + %d sub calls, %d searches, %d tokens, error=%s",
                  result.seconds, len(result.steps), run.usage.root_calls, run.usage.sub_calls, run.usage.search_calls,
                  run.usage.total_tokens, error)
@@ -183,11 +195,18 @@ class DeepRecall:
             raise
         return session
 
+    def _prompt_style(self, root: ChatModel) -> str:
+        style = self.config.prompt_style
+        if style == "auto":
+            return "compact" if getattr(root, "small_model", False) else "rlms"
+        return style
+
     @staticmethod
-    def _sources(run: QueryRun) -> list[Any]:
-        cited = run.answer_state.get("sources")
-        if isinstance(cited, list) and cited:
-            chosen = [run.sources[i] for i in dict.fromkeys(cited) if i in run.sources]
-            if chosen:
-                return chosen
-        return list(run.sources.values())
+    def _floor(run: QueryRun) -> str:
+        """The loop ended with no drafted answer: answer once from what it retrieved (one-shot RAG
+        over the query's hits), so a stuck model is never worse than plain retrieval. "" if that fails."""
+        try:
+            return run.answer_from_evidence()
+        except DeepRecallError as e:
+            log.info("the evidence-only answer failed too: %s", e)
+            return ""

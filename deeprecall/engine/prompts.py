@@ -16,3 +16,49 @@ You answer a question from a document store that you can reach only from the REP
 How to work: search with a few phrasings, print short previews of the hits, use `llm_query` / `llm_query_batched` to read or check long hits, and search again for what is still missing. Answer only from what the documents say; if they do not contain the answer, say so.
 Submit from a ```repl``` block: set answer["content"] to the answer, optionally answer["sources"] to the list of hit ids you relied on, then answer["ready"] = True.
 """
+
+# For small models (1-3B): rlms's prompt is ~3.4k tokens of orchestration advice that a small model
+# cannot follow and, on CPU, takes ~45 s just to read. This one says what to do each turn, with one
+# example, and uses FINAL(...) for the answer: small models write that far more reliably than the
+# `answer` dict. No braces: rlms passes it through str.format.
+COMPACT_SYSTEM_PROMPT = """You answer questions from a document store. You have a Python REPL.
+The first message shows the question and the top search results for it.
+
+Each turn, do ONE of these:
+1. If the documents you have seen contain the answer, reply with one line:
+FINAL(the short answer)
+2. Otherwise write Python in a ```repl block to search more, then stop and wait for its output:
+```repl
+hits = search_db("a short search phrase", top_k=5)
+for h in hits:
+    print(h["id"], h["content"])
+```
+
+In the REPL:
+- search_db(query, top_k=5, filters=None) returns a list of dicts with "id", "content", "metadata", "score".
+- llm_query(prompt) asks a helper model and returns its text.
+- Only what you print comes back to you.
+
+Rules:
+- Answer only from the documents, never from memory. Keep the answer short: a name, a number, a date or a short list.
+- When a question needs several facts (for example "the river of the capital of X"), find the first fact, then search for the next one using it.
+- For "how many" or "list all" questions, search with top_k=20, keep the hits that match, and count or list them in Python.
+- If the documents do not contain the answer, reply FINAL(not in the documents).
+"""
+
+FIRST_TURN_COMPACT = """Question: {question}
+
+search_db({query!r}) returned:
+{hits}
+
+Turn 1/{max_iterations}: if these documents contain the answer, reply FINAL(answer). Otherwise write a ```repl block that searches for what is missing."""
+
+FIRST_TURN_RLMS = """search_db({query!r}) was already run for you; its top hits are below (and in the REPL as context["first_hits"]). If they already answer the question, you may submit at once; otherwise search further.
+
+{hits}
+
+Turn 1/{max_iterations}:"""
+
+UNSUPPORTED_NOTE = ("The engine checked your answer {answer!r} against the documents retrieved so far and none of "
+                    "them contains it. Search for the missing fact, or answer FINAL(not in the documents) if the "
+                    "documents do not contain it.")

@@ -29,7 +29,14 @@ from typing import Any
 
 import dotenv
 
-from deeprecall.engine.prompts import SEARCH_GUIDE
+from deeprecall.engine.evidence import render_hits, says_not_found, supporting
+from deeprecall.engine.prompts import (
+    COMPACT_SYSTEM_PROMPT,
+    FIRST_TURN_COMPACT,
+    FIRST_TURN_RLMS,
+    SEARCH_GUIDE,
+    UNSUPPORTED_NOTE,
+)
 from deeprecall.engine.run import QueryRun
 from deeprecall.errors import QueryLimitExceeded, SandboxError
 from deeprecall.sandboxes.protocol import CellResult, WorkerSession
@@ -131,6 +138,12 @@ class WorkerREPL(NonIsolatedEnv):
                 "variables from earlier cells are gone, `answer` was reset.")
         return REPLResult(stdout="", stderr=note, locals={})
 
+    def unready(self) -> None:
+        """Clear ``answer["ready"]`` in the worker without recording a cell: the engine
+        refused the answer, and the next cell must not submit it again by itself."""
+        self.session.execute('answer["ready"] = False', timeout=self.cell_timeout, hard_deadline=self.run.deadline)
+        self.run.answer_state = {**self.run.answer_state, "ready": False}
+
     def cleanup(self) -> None:
         self.session.kill()
 
@@ -142,13 +155,23 @@ def to_repl_result(cell: CellResult) -> REPLResult:
 
 
 class DeepRecallRLM(RLM):
-    """rlms's loop with DeepRecall's client, environment and answer detection."""
+    """rlms's loop with DeepRecall's client, environment and answer detection.
 
-    def __init__(self, run: QueryRun, env: WorkerREPL, *, max_iterations: int, tool_docs: dict[str, Any]) -> None:
+    ``style`` is "rlms" (rlms's prompt plus the search guide, for strong models) or
+    "compact" (a short prompt for small models, where a reply without code is the answer).
+    """
+
+    def __init__(self, run: QueryRun, env: WorkerREPL, *, max_iterations: int, tool_docs: dict[str, Any],
+                 style: str = "rlms") -> None:
+        compact = style == "compact"
         super().__init__(backend_kwargs={"model_name": run.root.model_name}, max_iterations=max_iterations,
-                         custom_system_prompt=SYSTEM_PROMPT, custom_tools=tool_docs)
+                         custom_system_prompt=COMPACT_SYSTEM_PROMPT if compact else SYSTEM_PROMPT,
+                         custom_tools=None if compact else tool_docs, orchestrator=not compact)
         self.run = run
         self.env = env
+        self.compact = compact
+        self._rejected_unsupported = False
+        self._last_response: str | None = None
 
     @contextmanager
     def _spawn_completion_context(self, prompt: str | dict[str, Any]) -> Iterator[tuple[LMHandler, WorkerREPL]]:
@@ -156,8 +179,12 @@ class DeepRecallRLM(RLM):
 
     def _completion_turn(self, prompt: str | dict[str, Any], lm_handler: LMHandler, environment: Any) -> RLMIteration:
         step = self.run.begin_step()
+        if step.index == 1 and isinstance(prompt, list) and self.run.config.ground_first_turn:
+            prompt[-1] = {"role": "user", "content": self._first_turn_text()}  # replaces rlms's "look first" nudge
         response = lm_handler.completion(prompt)
         step.response = response
+        repeated = self._last_response is not None and " ".join(response.split()) == self._last_response
+        self._last_response = " ".join(response.split())
         sources = find_code_blocks(response) or [m.strip() for m in _PYTHON_BLOCK.findall(response)]
         blocks: list[CodeBlock] = []
         for code in sources:
@@ -165,11 +192,46 @@ class DeepRecallRLM(RLM):
             blocks.append(CodeBlock(code=code, result=result))
             if result.final_answer is not None:
                 break
-        if not any(b.result.final_answer is not None for b in blocks):
+        final = next((b.result.final_answer for b in blocks if b.result.final_answer is not None), None)
+        if final is None:
             final = self._final_from_reply(response, ran_code=bool(blocks))
+            if final is None and repeated:
+                final = self._end_repetition(response, ran_code=bool(blocks))
             if final is not None:
                 blocks.append(CodeBlock(code="# answer given in the reply", result=REPLResult("", "", {}, final_answer=final)))
+        if final is not None and self._reject_unsupported(final):
+            blocks = [*(self._without_final(b) for b in blocks), CodeBlock(
+                code="# the engine checked the answer", result=REPLResult(UNSUPPORTED_NOTE.format(answer=final[:200]), "", {}))]
         return RLMIteration(prompt=prompt, response=response, code_blocks=blocks)
+
+    def _first_turn_text(self) -> str:
+        template = FIRST_TURN_COMPACT if self.compact else FIRST_TURN_RLMS
+        return template.format(question=self.run.question, query=self.run.question, hits=render_hits(self.run.first_hits),
+                               max_iterations=self.max_iterations)
+
+    def _end_repetition(self, response: str, *, ran_code: bool) -> str | None:
+        """The same reply twice running: the model is stuck, and more turns only repeat it.
+        The query ends as ``stalled`` with its best partial answer (the draft, else the prose)."""
+        raise self.run.trip("stalled", "the model sent the same reply twice in a row without submitting an answer")
+
+    def _reject_unsupported(self, final: str) -> bool:
+        """Refuse, once per query, an answer no retrieved document contains (a model answering
+        from memory); the model is told so and gets another turn. An answer that cites
+        retrieved ids, says "not in the documents", or comes on the last turn stands.
+        Compact style only: strong models paraphrase, and a word check would cost them turns."""
+        if not self.compact or self._rejected_unsupported or says_not_found(final) or self.run.cited_sources():
+            return False
+        if len(self.run.steps) >= self.max_iterations or supporting(final, self.run.question, self.run.sources.values()):
+            return False
+        self._rejected_unsupported = True
+        if self.run.answer_state.get("ready"):
+            self.env.unready()
+        return True
+
+    @staticmethod
+    def _without_final(block: CodeBlock) -> CodeBlock:
+        result = block.result
+        return CodeBlock(code=block.code, result=REPLResult(result.stdout, result.stderr, result.locals))
 
     def _final_from_reply(self, response: str, *, ran_code: bool) -> str | None:
         """The model has clearly answered, even without ``answer["ready"] = True``."""
@@ -185,7 +247,10 @@ class DeepRecallRLM(RLM):
         if self.run.drafted_answer:
             return self.run.drafted_answer
         match = _FINAL_HEADING.match(prose)
-        return match.group(1).strip() if match else None
+        if match:
+            return match.group(1).strip()
+        # A small model shown the question's hits answers in prose; its prompt asks for code otherwise.
+        return prose.strip() or None if self.compact and self.run.sources else None
 
     def _default_answer(self, message_history: list[dict[str, Any]], lm_handler: LMHandler) -> str:
         self.run.trip("max_iterations", f"the model did not submit an answer within max_iterations={self.max_iterations}")

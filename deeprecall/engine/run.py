@@ -9,6 +9,7 @@ action (an LLM call, a search, the end of a cell), so no work is lost mid-call.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from deeprecall.config import DeepRecallConfig
-from deeprecall.errors import DeepRecallError, FilterError, ProviderError, QueryLimitExceeded
+from deeprecall.engine.compaction import compact, target_for
+from deeprecall.engine.evidence import evidence_prompt
+from deeprecall.errors import ContextWindowExceeded, DeepRecallError, FilterError, ProviderError, QueryLimitExceeded
 from deeprecall.providers.base import ChatModel, Completion, Message
 from deeprecall.results import ModelUsage, SearchCall, Source, Step, SubCall, Usage
 from deeprecall.sandboxes.protocol import ToolRefused
@@ -25,6 +28,8 @@ from deeprecall.vectorstores.base import Filter, VectorStore
 
 MAX_PROMPT_CHARS = 2_000_000
 MAX_BATCH = 200
+CUT_NOTE = ("\n\n[This reply was cut off at the output-token limit, so an unfinished code block in it did not run. "
+            "Write shorter replies.]")
 
 
 class QueryRun:
@@ -46,8 +51,11 @@ class QueryRun:
         self.stop: QueryLimitExceeded | None = None
         self.started = time.monotonic()
         self.deadline = self.started + config.max_seconds if config.max_seconds else None
+        self.first_hits: list[dict[str, Any]] = []
+        self.model_searches = 0
         self._lock = threading.Lock()
         self._step_started = self.started
+        self._step_open = False
 
     @property
     def drafted_answer(self) -> str:
@@ -84,10 +92,37 @@ class QueryRun:
 
     # -- LLM calls --------------------------------------------------------
     def complete_root(self, messages: list[Message]) -> Completion:
+        """One root call. A history over the model's window is sent compacted (once; a
+        second overflow ends the query as ``context_window``), and a reply cut at the
+        output limit carries a note saying so, which the model sees next turn."""
         self.check()
-        completion = self.root.complete(messages, timeout=self.seconds_left())
+        try:
+            completion = self.root.complete(messages, timeout=self.seconds_left())
+        except ContextWindowExceeded as e:
+            completion = self._complete_compacted(messages, e)
         self._meter(self.usage.root, completion)
+        if completion.finish_reason == "length":
+            completion = dataclasses.replace(completion, text=completion.text + CUT_NOTE)
         return completion
+
+    def _complete_compacted(self, messages: list[Message], error: ContextWindowExceeded) -> Completion:
+        self.check()
+        shorter = compact(messages, target_for(messages, error.prompt_tokens, error.window))
+        try:
+            return self.root.complete(shorter, timeout=self.seconds_left())
+        except ContextWindowExceeded as e:
+            raise self.trip("context_window", f"the history no longer fits the model's context window even "
+                                              f"compacted: {e}") from None
+
+    def answer_from_evidence(self) -> str:
+        """One root call answering from the documents retrieved so far: the floor under
+        a query whose loop ended with no answer. "" when there is nothing to answer from."""
+        if not self.sources:
+            return ""
+        prompt = evidence_prompt(self.question, list(self.sources.values()))
+        completion = self.root.complete([{"role": "user", "content": prompt}], timeout=self.seconds_left())
+        self._meter(self.usage.root, completion)
+        return completion.text.strip()
 
     def complete_sub(self, prompt: str, model: ChatModel) -> str:
         self.check()
@@ -105,6 +140,9 @@ class QueryRun:
     # -- steps ------------------------------------------------------------
     def begin_step(self) -> Step:
         with self._lock:
+            if self._step_open:  # the step ground() opened: the first turn belongs to it
+                self._step_open = False
+                return self.steps[-1]
             if self.steps:
                 self.steps[-1].seconds = time.monotonic() - self._step_started
             self._step_started = time.monotonic()
@@ -128,6 +166,24 @@ class QueryRun:
     def _record_sub(self, call: SubCall) -> None:
         with self._lock:
             self._current_step().sub_calls.append(call)
+
+    def cited_sources(self) -> list[Source]:
+        """The retrieved documents the model named in ``answer["sources"]`` (it cannot cite one it never saw)."""
+        cited = self.answer_state.get("sources")
+        if not isinstance(cited, list):
+            return []
+        return [self.sources[i] for i in dict.fromkeys(c for c in cited if isinstance(c, str)) if i in self.sources]
+
+    def ground(self) -> None:
+        """Search the question itself before the first turn (host-side, enforced filters
+        applied), so the model starts from what one-shot retrieval would have shown it.
+        Counted in ``usage.search_calls``, not against ``max_search_calls``."""
+        self.check()
+        self.begin_step()
+        self._step_open = True
+        with self._lock:
+            self.usage.search_calls += 1
+        self.first_hits = self._run_search(self.question, self.top_k, None)
 
     # -- tools served to the worker ----------------------------------------
     def handle_call(self, fn: str, args: dict[str, Any]) -> Any:
@@ -162,7 +218,8 @@ class QueryRun:
         self.check()
         with self._lock:
             self.usage.search_calls += 1
-            calls = self.usage.search_calls
+            self.model_searches += 1
+            calls = self.model_searches
         limit = self.config.max_search_calls
         if limit is not None and calls > limit:
             raise self.trip("max_search_calls", f"the model made more than max_search_calls={limit} searches")
