@@ -4,6 +4,7 @@ and an embedding conflict says which flag or folder resolves it. Real Chroma, re
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ def names(folder: Path) -> list[str]:
     return [c.name for c in chromadb.PersistentClient(path=str(folder)).list_collections()]
 
 
-def not_a_model(tmp_path: Path) -> object:
+def not_a_model(tmp_path: Path) -> Any:
     """A real embedding function that cannot embed: sentence-transformers pointed at a folder with no model."""
     pytest.importorskip("sentence_transformers")
     from deeprecall.embeddings import SentenceTransformerEmbedding
