@@ -12,7 +12,7 @@ DRAFT = repl('answer["content"] = "partial: Acme grew"\nhits = search_db("Acme")
 
 
 def test_max_iterations_returns_the_draft(llm, make_engine):
-    server = llm({ROOT: by_turn(DRAFT, repl("print('still thinking')"))})
+    server = llm({ROOT: by_turn(DRAFT, repl("print('still thinking')"), repl("print('almost')"))})
     result = make_engine(server, max_iterations=3).query("q")
     assert result.error == "max_iterations"
     assert result.answer == "partial: Acme grew"
@@ -20,10 +20,50 @@ def test_max_iterations_returns_the_draft(llm, make_engine):
     assert "max_iterations=3" in result.error_message
 
 
-def test_max_iterations_without_a_draft_returns_the_last_prose(llm, make_engine):
-    server = llm({ROOT: by_turn(repl("x = 1", prose="Probably Lyon, checking."))})
-    result = make_engine(server, max_iterations=2).query("q")
+def test_max_iterations_without_a_draft_answers_from_the_retrieved_documents(llm, make_engine):
+    def root(request):
+        if request.messages[-1]["content"].startswith("Answer the question from these documents only"):
+            return "Hank Scorpio" if "Hank Scorpio" in request.messages[-1]["content"] else "not in the documents"
+        return repl(f"x = {len(request.messages)}", prose="Probably Lyon, checking.")
+
+    result = make_engine(llm({ROOT: root}), max_iterations=2).query("Who founded Globex?")
+    assert result.error == "max_iterations" and result.answer == "Hank Scorpio"
+    assert result.usage.root_calls == 3  # two turns, then one answer from the evidence
+    assert result.grounded and "Hank Scorpio" in result.sources[0].content
+
+
+def test_when_even_the_evidence_answer_fails_the_last_prose_is_returned(llm, make_engine):
+    def root(request):
+        if request.messages[-1]["content"].startswith("Answer the question from these documents only"):
+            return Reply(status=400, text="bad request")
+        return repl(f"x = {len(request.messages)}", prose="Probably Lyon, checking.")
+
+    result = make_engine(llm({ROOT: root}), max_iterations=2).query("q")
     assert result.error == "max_iterations" and result.answer == "Probably Lyon, checking."
+
+
+def test_the_same_reply_twice_ends_the_query_as_stalled(llm, make_engine):
+    server = llm({ROOT: by_turn(DRAFT, repl("print('still thinking')"))})
+    result = make_engine(server, max_iterations=8).query("q")
+    assert result.error == "stalled" and "twice in a row" in result.error_message
+    assert result.answer == "partial: Acme grew"
+    assert result.usage.root_calls == 3  # turn 3 repeated turn 2; no turn 4
+
+
+def test_a_stalled_model_without_a_draft_gets_an_answer_from_the_retrieved_documents(llm, make_engine):
+    evidence_calls = []
+
+    def root(request):
+        prompt = request.messages[-1]["content"]
+        if prompt.startswith("Answer the question from these documents only"):
+            evidence_calls.append(prompt)
+            return "12%" if "grew 12% in 2023" in prompt else "not in the documents"
+        return repl("x = 1")
+
+    result = make_engine(llm({ROOT: root}), max_iterations=8).query("How much did Acme's revenue grow in 2023?")
+    assert result.error == "stalled" and result.answer == "12%"
+    assert len(evidence_calls) == 1 and result.usage.root_calls == 3
+    assert [s.id for s in result.sources] == ["doc0"] and result.grounded
 
 
 def test_max_search_calls(llm, make_engine):
@@ -31,8 +71,8 @@ def test_max_search_calls(llm, make_engine):
     server = llm({ROOT: by_turn(loop)})
     result = make_engine(server, max_search_calls=3).query("q")
     assert result.error == "max_search_calls"
-    assert result.usage.search_calls == 4  # the 4th was refused
-    assert sum(len(s.searches) for s in result.steps) == 3
+    assert result.usage.search_calls == 5  # the engine's search of the question, 3 of the model's, the 4th refused
+    assert sum(len(s.searches) for s in result.steps) == 4
     assert result.answer == "draft"
 
 
