@@ -7,6 +7,7 @@
         result = engine.query("question", filters={"tenant": "acme"})
 """
 
+from deeprecall._version import __version__ as __version__
 from deeprecall.config import DeepRecallConfig
 from deeprecall.engine import DeepRecall
 from deeprecall.errors import (
@@ -21,7 +22,6 @@ from deeprecall.errors import (
 )
 from deeprecall.results import ModelUsage, QueryResult, Source, Step, Usage
 
-__version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "DeepRecall",

@@ -152,7 +152,8 @@ def record(spec: SystemSpec, q: Question, outcome: Any, seconds: float) -> dict[
             "gold": q.answer, "answer_type": q.answer_type, "gold_ids": q.gold_ids, "answer": outcome.answer,
             **score(outcome.answer, q, outcome.sources), "sources": outcome.sources, "cited": outcome.cited,
             "llm_calls": outcome.llm_calls, "tokens": outcome.tokens, "seconds": round(seconds, 3), "steps": outcome.steps,
-            "error": outcome.error, "error_message": outcome.error_message}
+            "error": outcome.error, "error_message": outcome.error_message, "grounded": outcome.grounded,
+            "transcript": outcome.transcript}
 
 
 def run(specs: list[SystemSpec], questions: list[Question], store: VectorStore, recorder: Recorder, *,

@@ -47,6 +47,8 @@ class Outcome:
     error: str | None = None
     error_message: str | None = None
     steps: int = 0
+    grounded: bool | None = None  # deeprecall: result.grounded
+    transcript: list[dict[str, Any]] = field(default_factory=list)  # deeprecall: each root turn, to read failure modes
 
 
 def parse_value(raw: str) -> Any:
@@ -168,7 +170,10 @@ class DeepRecallSystem:
         result = self.engine.query(f"{question}\n{self.hint}" if self.hint else question)
         return Outcome(answer=result.answer, sources=[s.id for s in result.sources],
                        llm_calls=result.usage.root_calls + result.usage.sub_calls, tokens=result.usage.total_tokens,
-                       error=result.error, error_message=result.error_message, steps=len(result.steps))
+                       error=result.error, error_message=result.error_message, steps=len(result.steps),
+                       grounded=result.grounded, transcript=[
+                           {"response": s.response, "output": s.output[:3000], "searches": [c.query for c in s.searches]}
+                           for s in result.steps])
 
     def close(self) -> None:
         self.engine.close()

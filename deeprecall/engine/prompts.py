@@ -48,12 +48,12 @@ Rules:
 
 FIRST_TURN_COMPACT = """Question: {question}
 
-search_db({query!r}) returned:
+search_db(question) returned:
 {hits}
 
 Turn 1/{max_iterations}: if these documents contain the answer, reply FINAL(answer). Otherwise write a ```repl block that searches for what is missing."""
 
-FIRST_TURN_RLMS = """search_db({query!r}) was already run for you; its top hits are below (and in the REPL as context["first_hits"]). If they already answer the question, you may submit at once; otherwise search further.
+FIRST_TURN_RLMS = """search_db(<the question>) was already run for you; its top hits are below (and in the REPL as context["first_hits"]). If they already answer the question, you may submit at once; otherwise search further.
 
 {hits}
 

@@ -206,7 +206,7 @@ class DeepRecallRLM(RLM):
 
     def _first_turn_text(self) -> str:
         template = FIRST_TURN_COMPACT if self.compact else FIRST_TURN_RLMS
-        return template.format(question=self.run.question, query=self.run.question, hits=render_hits(self.run.first_hits),
+        return template.format(question=self.run.question, hits=render_hits(self.run.first_hits),
                                max_iterations=self.max_iterations)
 
     def _end_repetition(self, response: str, *, ran_code: bool) -> str | None:

@@ -11,16 +11,20 @@ makes several calls while other queries wait for the interpreter.
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 from typing import Any
 
-from deeprecall import __version__
-from deeprecall.errors import ConfigError, ProviderError
+from deeprecall._version import __version__
+from deeprecall.errors import ConfigError, ContextWindowExceeded, ProviderError
 from deeprecall.providers.base import Completion, Message
 from deeprecall.providers.json_http import JsonHttpClient
 from deeprecall.providers.pricing import CostModel, parse_pricing
 
 OPENAI_URL = "https://api.openai.com/v1"
+# How OpenAI, vLLM, llama.cpp's server, Ollama and most gateways word a prompt over the window (HTTP 400).
+_CONTEXT_ERROR = re.compile(r"context[_ ]length|maximum context|context window|exceeds? the (?:available )?context|"
+                            r"too many tokens|prompt is too long", re.IGNORECASE)
 
 
 class OpenAIChatModel:
@@ -82,7 +86,13 @@ class OpenAIChatModel:
 
     def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
         body: dict[str, Any] = {"model": self.model_name, "messages": messages, **self._sampling, **self._extra_body}
-        return self._to_completion(self._http.post(self._path, body, timeout=timeout))
+        try:
+            response = self._http.post(self._path, body, timeout=timeout)
+        except ProviderError as e:
+            if e.status == 400 and _CONTEXT_ERROR.search(str(e)):
+                raise ContextWindowExceeded(str(e)) from e
+            raise
+        return self._to_completion(response)
 
     def _to_completion(self, response: dict[str, Any]) -> Completion:
         choices = response.get("choices")
@@ -100,10 +110,16 @@ class OpenAIChatModel:
             input_tokens=inp,
             output_tokens=out,
             cost_usd=self._cost.cost(inp, out, usage),
+            finish_reason=_finish_reason(first),
         )
 
     def close(self) -> None:
         self._http.close()
+
+
+def _finish_reason(choice: Any) -> str | None:
+    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+    return reason if isinstance(reason, str) else None
 
 
 def _text(content: Any) -> str:

@@ -115,6 +115,7 @@ class Reply:
     hang: bool = False
     usage: tuple[int, int] | None = None
     cost: float | None = None
+    finish_reason: str = "stop"  # "length": the reply was cut at the output-token limit
 
 
 Script = Callable[[ChatRequest], "Reply | str"]
@@ -292,7 +293,7 @@ def openai_body(request: ChatRequest, reply: Reply) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": reply.finish_reason}],
         "usage": usage,
     }
 
