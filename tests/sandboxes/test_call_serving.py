@@ -26,7 +26,9 @@ def session() -> Iterator[tuple[WorkerSession, list[str]]]:
     def handler(fn: str, args: dict[str, Any]) -> Any:
         seen.append(fn)
         if args.get("query") == "slow":
+            seen.append("slow started")
             time.sleep(SLOW)
+            seen.append("slow finished")
         if args.get("query") == "block":
             release.wait(10)
         return [{"id": args.get("query"), "content": "", "metadata": {}, "score": 1.0}]
@@ -38,30 +40,29 @@ def session() -> Iterator[tuple[WorkerSession, list[str]]]:
 
 
 def test_a_slow_call_does_not_hold_up_the_others(session: tuple[WorkerSession, list[str]]) -> None:
-    worker, _ = session
+    """Checked by order, not time: all 50 fast calls were served between the slow call's start and its end."""
+    worker, seen = session
     code = """
 import threading, time
-t = time.perf_counter()
 slow = threading.Thread(target=search_db, args=('slow',))
 slow.start()
 time.sleep(0.05)
 for _ in range(50):
     search_db('fast')
-print('fast done after', round(time.perf_counter() - t, 3))
 slow.join()
 """
-    cell = worker.execute(code, timeout=20)
+    cell = worker.execute(code, timeout=60)
     assert cell.stderr == "", cell.stderr
-    assert float(cell.stdout.split()[-1]) < SLOW / 2
+    started, finished = seen.index("slow started"), seen.index("slow finished")
+    assert seen[started + 1:finished].count("search_db") == 50, seen
 
 
-def test_round_trips_are_fast_and_threads_are_reused(session: tuple[WorkerSession, list[str]]) -> None:
+def test_many_round_trips_are_served_and_threads_are_reused(session: tuple[WorkerSession, list[str]]) -> None:
+    """Their speed is measured in benchmarks/sandbox_overhead.py, not asserted here (a loaded machine varies)."""
     worker, seen = session
     before = threading.active_count()
-    cell = worker.execute("import time\nt = time.perf_counter()\nfor _ in range(300):\n    search_db('x')\n"
-                          "print((time.perf_counter() - t) * 1000 / 300)", timeout=30)
-    assert len(seen) == 300
-    assert float(cell.stdout) < 5.0  # ms; ~0.2 ms on an idle machine
+    cell = worker.execute("print(sum(search_db(str(i))[0]['id'] == str(i) for i in range(300)))", timeout=60)
+    assert cell.stdout.strip() == "300" and len(seen) == 300
     assert threading.active_count() - before <= 2
 
 
