@@ -25,7 +25,12 @@ NO_LLM_MESSAGE = """no LLM is configured. Do one of:
   --backend openai-compatible --base-url URL --model NAME
                                                     (any OpenAI-compatible server: vLLM, Ollama, LM Studio ...;
                                                      or set DEEPRECALL_BASE_URL and DEEPRECALL_MODEL)
-  --config deeprecall.yaml                          (see docs/configuration.md)"""
+  --config deeprecall.yaml                          (see docs/configuration.md)
+  scripts/local_llm.sh                              (the embedded local model, offline on CPU: builds llama-cpp-python
+                                                     and fetches Qwen2.5-Coder-1.5B; or pip install 'deeprecall[local-llm]'
+                                                     && deeprecall models fetch)"""
+EMBEDDED_NOTICE = ("deeprecall: no API key or base URL set: using the embedded local model {name} (CPU, slow, small). "
+                   "For a real provider set OPENAI_API_KEY, or DEEPRECALL_BASE_URL + DEEPRECALL_MODEL, or --backend.")
 
 # Subcommands that live in their own modules: name -> module with add_parser(subparsers) and run(args).
 PLUGGED_COMMANDS = {
@@ -104,7 +109,7 @@ def llm_settings(args: argparse.Namespace, env: dict[str, str] | None = None) ->
     base_url = args.base_url or env.get("DEEPRECALL_BASE_URL")
     backend = args.backend or ("openai-compatible" if base_url else "openai" if env.get("OPENAI_API_KEY") else None)
     if backend is None:
-        raise ConfigError(NO_LLM_MESSAGE)
+        return embedded_llm_settings()
     backend = "vllm" if backend in ("openai-compatible", "openai_compatible", "compatible") else backend
     model = args.model or env.get("DEEPRECALL_MODEL") or ("gpt-4o-mini" if backend == "openai" else None)
     if not model:
@@ -118,6 +123,18 @@ def llm_settings(args: argparse.Namespace, env: dict[str, str] | None = None) ->
     if args.sub_model:
         values.update(other_backends=[backend], other_backend_kwargs=[{**kwargs, "model_name": args.sub_model}])
     return values
+
+
+def embedded_llm_settings() -> dict[str, Any]:
+    """The embedded model when it is installed (root and sub-calls on separate contexts), else ``NO_LLM_MESSAGE``."""
+    from deeprecall.providers.local_models import DEFAULT_MODEL, local_llm_missing
+
+    if local_llm_missing() is not None:
+        raise ConfigError(NO_LLM_MESSAGE)
+    print(EMBEDDED_NOTICE.format(name=DEFAULT_MODEL), file=sys.stderr)
+    kwargs = {"model_name": DEFAULT_MODEL}
+    return {"backend": "llama-cpp", "backend_kwargs": kwargs, "other_backends": ["llama-cpp"],
+            "other_backend_kwargs": [dict(kwargs)]}
 
 
 def open_store(args: argparse.Namespace) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -112,6 +113,16 @@ def is_installed(name: str | LocalModel = DEFAULT_MODEL) -> bool:
 
 def installed_models() -> list[LocalModel]:
     return [spec for spec in KNOWN_MODELS.values() if is_installed(spec)]
+
+
+def local_llm_missing(name: str | LocalModel = DEFAULT_MODEL) -> str | None:
+    """Why the embedded model cannot run here (no llama-cpp-python, no model file), or None when it can."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed: run scripts/local_llm.sh (or pip install 'deeprecall[local-llm]')"
+    spec = get_model(name)
+    if not is_installed(spec):
+        return f"the local model is not installed at {model_path(spec)}: run `deeprecall models fetch {spec.name}`"
+    return None
 
 
 # ---------------------------------------------------------------- verification
@@ -327,16 +338,19 @@ def mem_available() -> int | None:
 
 def check_memory(path: Path, n_ctx: int, *, kv_bytes_per_token: int, weights_loaded: bool,
                  available: int | None = None) -> None:
-    """Raise ``ConfigError`` when the weights (unless this process already maps them), the KV cache
-    for ``n_ctx`` and ~300 MB of compute buffers exceed MemAvailable: a clear message instead of the
-    OOM killer. ``DEEPRECALL_SKIP_MEMORY_CHECK=1`` turns it off (swap, or a better estimate of your own)."""
+    """Raise ``ConfigError`` when loading would exceed MemAvailable: a clear message instead of the OOM killer.
+
+    The estimate: the mapped file (unless this process maps it already), the copy of the
+    weights llama.cpp repacks for the CPU (up to ~60% of the file: 597 MB of 1,066 MB
+    measured for the 1.5B model), the KV cache for ``n_ctx`` and ~300 MB of buffers.
+    ``DEEPRECALL_SKIP_MEMORY_CHECK=1`` turns it off (swap, or a better estimate of your own)."""
     if os.environ.get("DEEPRECALL_SKIP_MEMORY_CHECK") == "1":
         return
     available = mem_available() if available is None else available
     if available is None:
         return
-    weights = 0 if weights_loaded else path.stat().st_size
-    need = weights + n_ctx * kv_bytes_per_token + (300 << 20)
+    size = path.stat().st_size
+    need = (0 if weights_loaded else size) + size * 6 // 10 + n_ctx * kv_bytes_per_token + (300 << 20)
     if need > available:
         raise ConfigError(f"{path.name} with n_ctx={n_ctx} needs about {need / 1e9:.1f} GB of RAM and "
                           f"{available / 1e9:.1f} GB is available; lower n_ctx (backend_kwargs['n_ctx']), close other "

@@ -21,10 +21,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def test_no_llm_configured_stops_at_once_with_what_to_set(tmp_path):
+    # An empty models folder: the embedded model, installed on this machine or not, is not there.
     proc = subprocess.run([*CLI, "query", "what?", "--docs", str(tmp_path)], capture_output=True, text=True,
-                          env=clean_env(), cwd=tmp_path, timeout=60)
+                          env=clean_env(DEEPRECALL_MODELS_DIR=str(tmp_path / "no-models")), cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
     assert "no LLM is configured" in proc.stderr and "OPENAI_API_KEY" in proc.stderr and "--base-url" in proc.stderr
+    assert "scripts/local_llm.sh" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / ".deeprecall").exists()  # it stopped before any work
 
