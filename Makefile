@@ -1,6 +1,8 @@
 # The two commands a fresh Debian machine needs:
 #   make demo   - install, ingest docs/ and answer a question about DeepRecall with sources
-#   make test   - install, start the test services (Docker, PostgreSQL+pgvector), lint, type-check, test
+#                 (no OPENAI_API_KEY / DEEPRECALL_BASE_URL: on the embedded local model, set up on first run)
+#   make test   - install, start the test services (Docker, PostgreSQL+pgvector), install the local LLM,
+#                 lint, type-check, test (the realmodel tests run on it)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +11,7 @@ PIP := $(VENV)/bin/pip
 EXTRAS ?= dev,test
 QUESTION ?= How does DeepRecall keep the model's code away from the host, and which sandboxes can it use?
 
-.PHONY: install services lint typecheck test test-fast demo bench clean
+.PHONY: install services local-llm lint typecheck test test-fast demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,14 +26,21 @@ install: $(VENV)/.installed
 services:
 	bash scripts/services.sh all
 
+# llama-cpp-python (compiled once into ~/.cache/deeprecall/wheels, ~10 min on 2 cores) and the model (~1.1 GB).
+local-llm: install
+	bash scripts/local_llm.sh all
+
 lint: install
 	$(VENV)/bin/ruff check deeprecall tests benchmarks examples
 
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: install services lint typecheck
-	eval "$$(bash scripts/services.sh env)"; export DEEPRECALL_REQUIRE_DOCKER=1 DEEPRECALL_REQUIRE_ISOLATION=1; \
+# The local LLM's compile (the longest step on a fresh machine) runs while the services start.
+test: install lint typecheck
+	bash scripts/local_llm.sh all & llm=$$!; bash scripts/services.sh all; ok=$$?; wait $$llm && [ $$ok -eq 0 ]
+	eval "$$(bash scripts/services.sh env)"; \
+	export DEEPRECALL_REQUIRE_DOCKER=1 DEEPRECALL_REQUIRE_ISOLATION=1 DEEPRECALL_REQUIRE_REALMODEL=1; \
 	$(VENV)/bin/pytest -q -rs -p no:cacheprovider --durations=15
 
 # Without the services: docker and postgres tests skip.
@@ -39,6 +48,7 @@ test-fast: install lint typecheck
 	$(VENV)/bin/pytest -q -rs -p no:cacheprovider
 
 demo: install
+	if [ -z "$$OPENAI_API_KEY$$DEEPRECALL_BASE_URL" ]; then bash scripts/local_llm.sh all; fi
 	$(VENV)/bin/deeprecall query "$(QUESTION)" --docs docs
 
 bench: install
