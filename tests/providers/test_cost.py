@@ -10,13 +10,19 @@ from deeprecall.providers.pricing import Price, parse_pricing, table_price
 from deeprecall.testing.scripted_server import Reply
 from tests.providers.conftest import MSGS
 
-GPT_4O_MINI = table_price("gpt-4o-mini")
+# List prices per token, written out here rather than read from table_price() (the code under test):
+# a lookup that found the wrong model, or mixed up input and output, would otherwise agree with itself.
+GPT_4O_MINI = Price(0.15e-6, 0.60e-6)
+GPT_4O = Price(2.50e-6, 10.00e-6)
+CLAUDE_SONNET_4_6 = Price(3.00e-6, 15.00e-6)
+GEMINI_2_5_FLASH = Price(0.30e-6, 2.50e-6)
 
 
 def test_the_table_knows_common_models():
-    assert GPT_4O_MINI is not None and GPT_4O_MINI.source == "litellm"
-    assert table_price("claude-sonnet-4-6", ("anthropic",)) is not None
-    assert table_price("gemini-2.5-flash", ("gemini",)) is not None
+    assert table_price("gpt-4o-mini") == Price(0.15e-6, 0.60e-6, "litellm")
+    assert table_price("gpt-4o", ("azure",)) == Price(2.50e-6, 10.00e-6, "litellm")
+    assert table_price("claude-sonnet-4-6", ("anthropic",)) == Price(3.00e-6, 15.00e-6, "litellm")
+    assert table_price("gemini-2.5-flash", ("gemini",)) == Price(0.30e-6, 2.50e-6, "litellm")
     assert table_price("openai/gpt-4o-mini", ("vercel_ai_gateway",), gateway=True) is not None
     assert table_price("no-such-model-xyz") is None
 
@@ -25,7 +31,7 @@ def test_table_price_fills_cost_usd(llm):
     s = llm(lambda r: Reply(text="x", usage=(1000, 500)))
     m = build_chat_model("openai", {"model_name": "gpt-4o-mini", "api_key": "k", "base_url": s.base_url})
     c = m.complete(MSGS)
-    assert m.has_price and c.cost_usd == pytest.approx(GPT_4O_MINI.cost(1000, 500))
+    assert m.has_price and c.cost_usd == pytest.approx(1000 * 0.15e-6 + 500 * 0.60e-6)  # $0.00045
 
 
 def test_provider_reported_cost_is_preferred_to_the_table(llm):
@@ -60,7 +66,7 @@ def test_azure_deployments_are_priced_by_their_base_model(llm):
     s = llm(lambda r: Reply(text="x", usage=(100, 10)))
     m = build_chat_model("azure_openai", {"model_name": "prod-4o", "api_key": "k", "base_url": s.root_url,
                                           "price_model": "gpt-4o"})
-    assert m.has_price and m.complete(MSGS).cost_usd == pytest.approx(table_price("gpt-4o", ("azure",)).cost(100, 10))
+    assert m.has_price and m.complete(MSGS).cost_usd == pytest.approx(100 * 2.50e-6 + 10 * 10.00e-6)  # gpt-4o's
 
 
 @pytest.mark.parametrize("backend", ["anthropic", "gemini"])
@@ -69,8 +75,8 @@ def test_anthropic_and_gemini_are_priced(llm, backend):
     model = {"anthropic": "claude-sonnet-4-6", "gemini": "gemini-2.5-flash"}[backend]
     key = {"anthropic": "sk-ant-x", "gemini": "AIza-x"}[backend]
     m = build_chat_model(backend, {"model_name": model, "api_key": key, "base_url": s.root_url})
-    price = table_price(model, (backend,))
-    assert m.has_price and m.complete(MSGS).cost_usd == pytest.approx(price.cost(1000, 100))
+    price = {"anthropic": CLAUDE_SONNET_4_6, "gemini": GEMINI_2_5_FLASH}[backend]
+    assert m.has_price and m.complete(MSGS).cost_usd == pytest.approx(1000 * price.input_per_token + 100 * price.output_per_token)
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deeprecall.testing.scripted_server import Reply, by_turn
 from tests.conftest import engine_config
 from tests.engine.test_query import SEARCH_AND_SUMMARISE, SUBMIT
@@ -31,4 +33,11 @@ def test_pool_root_with_failover_and_an_anthropic_sub_model(llm, store):
     assert len(broken.requests) == 1, "the broken member failed once, then cooled down"
     assert claude.requests and claude.requests[0].protocol == "anthropic"
     usage = result.usage
-    assert usage.total_cost_usd and usage.total_cost_usd > 0
+    # Priced at list prices written out here, not read from the table under test: the root calls by the
+    # member that served them (gpt-4o-mini, $0.15/$0.60 per Mtok; the broken member's own pricing never
+    # applies), the sub-call by Claude Sonnet 4.6 ($3/$15 per Mtok; 100 in, 10 out).
+    root, sub = usage.root["gpt-4o-mini"], usage.sub["claude-sonnet-4-6"]  # metered by the member that served
+    assert root.calls == 2 and sub.calls == 1 and (sub.input_tokens, sub.output_tokens) == (100, 10)
+    assert root.cost_usd == pytest.approx((root.input_tokens * 0.15 + root.output_tokens * 0.60) / 1e6)
+    assert sub.cost_usd == pytest.approx((100 * 3.00 + 10 * 15.00) / 1e6)
+    assert usage.total_cost_usd == pytest.approx(root.cost_usd + sub.cost_usd)

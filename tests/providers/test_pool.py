@@ -164,7 +164,10 @@ def test_pool_members_speak_their_own_protocol(llm, backend, model, key):
     pool = build_chat_model("pool", {"members": [{"backend": backend, "model_name": model, "api_key": key,
                                                   "base_url": s.root_url}]})
     c = pool.complete(MSGS)
-    assert c.text == f"{backend}:{model}" and c.model == model and pool.has_price and c.cost_usd > 0
+    per_mtok = {"anthropic": (3.00, 15.00), "gemini": (0.30, 2.50)}[backend]  # list prices, not table_price()
+    assert c.text == f"{backend}:{model}" and c.model == model and pool.has_price
+    assert c.cost_usd == pytest.approx((c.input_tokens * per_mtok[0] + c.output_tokens * per_mtok[1]) / 1e6)
+    assert c.input_tokens > 0 and c.output_tokens > 0
     assert s.requests[-1].messages == [{"role": "system", "content": "Be brief."},
                                        {"role": "user", "content": "What grew in 2023?"}]
     pool.close()
