@@ -62,3 +62,10 @@ Turn 1/{max_iterations}:"""
 UNSUPPORTED_NOTE = ("The engine checked your answer {answer!r} against the documents retrieved so far and none of "
                     "them contains it. Search for the missing fact, or answer FINAL(not in the documents) if the "
                     "documents do not contain it.")
+
+NEXT_TURN_COMPACT = """Turn {turn}/{max_iterations}. The question is: {question}
+If the output above answers it, reply FINAL(answer). Otherwise write a ```repl block that searches for the next missing fact, using the names the output gave you."""
+
+REPEATED_CODE_NOTE = ("You already ran exactly this code; its output is above, so it was not run again. Use what it "
+                      "found: if that answers the question reply FINAL(answer), otherwise search for the next fact "
+                      "(for example a name the output mentioned).")

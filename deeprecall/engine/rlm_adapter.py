@@ -34,6 +34,8 @@ from deeprecall.engine.prompts import (
     COMPACT_SYSTEM_PROMPT,
     FIRST_TURN_COMPACT,
     FIRST_TURN_RLMS,
+    NEXT_TURN_COMPACT,
+    REPEATED_CODE_NOTE,
     SEARCH_GUIDE,
     UNSUPPORTED_NOTE,
 )
@@ -172,6 +174,8 @@ class DeepRecallRLM(RLM):
         self.compact = compact
         self._rejected_unsupported = False
         self._last_response: str | None = None
+        self._ran: set[str] = set()
+        self._nudged_repeat = False
 
     @contextmanager
     def _spawn_completion_context(self, prompt: str | dict[str, Any]) -> Iterator[tuple[LMHandler, WorkerREPL]]:
@@ -179,24 +183,18 @@ class DeepRecallRLM(RLM):
 
     def _completion_turn(self, prompt: str | dict[str, Any], lm_handler: LMHandler, environment: Any) -> RLMIteration:
         step = self.run.begin_step()
-        if step.index == 1 and isinstance(prompt, list) and self.run.config.ground_first_turn:
-            prompt[-1] = {"role": "user", "content": self._first_turn_text()}  # replaces rlms's "look first" nudge
+        if isinstance(prompt, list):
+            self._shape_turn_prompt(step.index, prompt)
         response = lm_handler.completion(prompt)
         step.response = response
         repeated = self._last_response is not None and " ".join(response.split()) == self._last_response
         self._last_response = " ".join(response.split())
-        sources = find_code_blocks(response) or [m.strip() for m in _PYTHON_BLOCK.findall(response)]
-        blocks: list[CodeBlock] = []
-        for code in sources:
-            result = environment.execute_code(code)
-            blocks.append(CodeBlock(code=code, result=result))
-            if result.final_answer is not None:
-                break
+        blocks = self._run_blocks(response, environment)
         final = next((b.result.final_answer for b in blocks if b.result.final_answer is not None), None)
         if final is None:
             final = self._final_from_reply(response, ran_code=bool(blocks))
-            if final is None and repeated:
-                final = self._end_repetition(response, ran_code=bool(blocks))
+            if final is None and repeated and not blocks:
+                self._end_repetition()
             if final is not None:
                 blocks.append(CodeBlock(code="# answer given in the reply", result=REPLResult("", "", {}, final_answer=final)))
         if final is not None and self._reject_unsupported(final):
@@ -204,15 +202,44 @@ class DeepRecallRLM(RLM):
                 code="# the engine checked the answer", result=REPLResult(UNSUPPORTED_NOTE.format(answer=final[:200]), "", {}))]
         return RLMIteration(prompt=prompt, response=response, code_blocks=blocks)
 
+    def _run_blocks(self, response: str, environment: Any) -> list[CodeBlock]:
+        """Run the reply's code blocks until one submits. A block the model already ran is not
+        run again: the first time it is told to use what it found; the second, the query stalls."""
+        blocks: list[CodeBlock] = []
+        for code in find_code_blocks(response) or [m.strip() for m in _PYTHON_BLOCK.findall(response)]:
+            if code in self._ran:
+                if self._nudged_repeat:
+                    self._end_repetition()
+                self._nudged_repeat = True
+                blocks.append(CodeBlock(code=code, result=REPLResult(REPEATED_CODE_NOTE, "", {})))
+                continue
+            self._ran.add(code)
+            result = environment.execute_code(code)
+            blocks.append(CodeBlock(code=code, result=result))
+            if result.final_answer is not None:
+                break
+        return blocks
+
+    def _shape_turn_prompt(self, index: int, prompt: list[dict[str, Any]]) -> None:
+        """Turn 1 shows the question's hits (instead of rlms's "look at the context first");
+        in compact style every later turn restates the question and the two ways on, which
+        small models otherwise lose after a long REPL output."""
+        if index == 1 and self.run.config.ground_first_turn:
+            prompt[-1] = {"role": "user", "content": self._first_turn_text()}
+        elif index > 1 and self.compact:
+            prompt[-1] = {"role": "user", "content": NEXT_TURN_COMPACT.format(
+                turn=index, max_iterations=self.max_iterations, question=self.run.question)}
+
     def _first_turn_text(self) -> str:
         template = FIRST_TURN_COMPACT if self.compact else FIRST_TURN_RLMS
         return template.format(question=self.run.question, hits=render_hits(self.run.first_hits),
                                max_iterations=self.max_iterations)
 
-    def _end_repetition(self, response: str, *, ran_code: bool) -> str | None:
-        """The same reply twice running: the model is stuck, and more turns only repeat it.
-        The query ends as ``stalled`` with its best partial answer (the draft, else the prose)."""
-        raise self.run.trip("stalled", "the model sent the same reply twice in a row without submitting an answer")
+    def _end_repetition(self) -> None:
+        """The model is stuck repeating itself, and more turns only repeat it. The query ends
+        as ``stalled`` with its best partial answer (the draft, else an answer from the evidence)."""
+        raise self.run.trip("stalled", "the model repeated itself (the same reply, or code it had already run) "
+                                       "without submitting an answer")
 
     def _reject_unsupported(self, final: str) -> bool:
         """Refuse, once per query, an answer no retrieved document contains (a model answering

@@ -42,12 +42,25 @@ def test_when_even_the_evidence_answer_fails_the_last_prose_is_returned(llm, mak
     assert result.error == "max_iterations" and result.answer == "Probably Lyon, checking."
 
 
-def test_the_same_reply_twice_ends_the_query_as_stalled(llm, make_engine):
+def test_code_run_again_is_refused_once_then_the_query_ends_as_stalled(llm, make_engine):
     server = llm({ROOT: by_turn(DRAFT, repl("print('still thinking')"))})
     result = make_engine(server, max_iterations=8).query("q")
-    assert result.error == "stalled" and "twice in a row" in result.error_message
+    assert result.error == "stalled" and "repeated itself" in result.error_message
     assert result.answer == "partial: Acme grew"
-    assert result.usage.root_calls == 3  # turn 3 repeated turn 2; no turn 4
+    assert result.usage.root_calls == 4  # turn 3 repeated turn 2's code and was told; turn 4 repeated it again
+    assert result.steps[1].output.count("still thinking") == 1 and result.steps[2].output == ""
+    assert "You already ran exactly this code" in server.calls_for(ROOT)[3].messages[-2]["content"]
+
+
+def test_the_same_prose_twice_ends_the_query_as_stalled(llm, make_engine):
+    def root(request):
+        if request.messages[-1]["content"].startswith("Answer the question from these documents only"):
+            return "Lyon"
+        return by_turn(repl("x = 1"), "Let me think about it.")(request)
+
+    result = make_engine(llm({ROOT: root}), max_iterations=8, prompt_style="rlms").query("Where is the new factory?")
+    assert result.error == "stalled" and result.answer == "Lyon"
+    assert result.usage.root_calls == 4  # three turns, the third the same prose as the second; then the evidence
 
 
 def test_a_stalled_model_without_a_draft_gets_an_answer_from_the_retrieved_documents(llm, make_engine):
@@ -62,7 +75,7 @@ def test_a_stalled_model_without_a_draft_gets_an_answer_from_the_retrieved_docum
 
     result = make_engine(llm({ROOT: root}), max_iterations=8).query("How much did Acme's revenue grow in 2023?")
     assert result.error == "stalled" and result.answer == "12%"
-    assert len(evidence_calls) == 1 and result.usage.root_calls == 3
+    assert len(evidence_calls) == 1 and result.usage.root_calls == 4  # run, refused repeat, repeat again, evidence
     assert [s.id for s in result.sources] == ["doc0"] and result.grounded
 
 
