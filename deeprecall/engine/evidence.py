@@ -17,6 +17,7 @@ from deeprecall.results import Source
 
 HIT_PREVIEW_CHARS = 600
 EVIDENCE_CHARS = 12_000
+EVIDENCE_DOCS = 12  # more only distracts a small model; a strong one rarely needs the 13th hit
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
 _STOP_WORDS = """a an and are as at be been by did do does for from had has have he her his how in into is it its
     of on or she that the their them there these they this to was were what when where which who whom whose why will
@@ -76,11 +77,12 @@ def render_hits(hits: list[dict[str, object]], chars: int = HIT_PREVIEW_CHARS) -
 
 
 def evidence_prompt(question: str, sources: list[Source], chars: int = EVIDENCE_CHARS) -> str:
-    """One prompt that answers from what the query retrieved: the floor under a query
-    whose loop ended with no answer (it is exactly one-shot RAG over better hits)."""
+    """One prompt that answers from what the query retrieved (``sources`` best first): the
+    floor under a query whose loop ended with no answer. It is one-shot RAG over the
+    question's own hits plus what the loop found."""
     picked: list[dict[str, object]] = []
     used = 0
-    for source in sorted(sources, key=lambda s: -s.score):
+    for source in sources[:EVIDENCE_DOCS]:
         if used + len(source.content) > chars and picked:
             break
         picked.append({"id": source.id, "content": source.content, "score": source.score})

@@ -39,10 +39,24 @@ In the REPL:
 - llm_query(prompt) asks a helper model and returns its text.
 - Only what you print comes back to you.
 
+When the question chains facts (for example "the language spoken in the country where the author of Book Z was born"), find one fact per turn and put the name you just found into the next search:
+```repl
+hits = search_db("author of Book Z born in")
+for h in hits:
+    print(h["id"], h["content"])
+```
+Its output says the author was born in Norland, so the next turn searches search_db("Norland language").
+
+For "how many" or "list all" questions, fetch many hits and count the matching ones in Python:
+```repl
+hits = search_db("museums located in Port Avel", top_k=30)
+found = [h for h in hits if "located in Port Avel" in h["content"]]
+print(len(found), [h["content"][:60] for h in found])
+```
+
 Rules:
 - Answer only from the documents, never from memory. Keep the answer short: a name, a number, a date or a short list.
-- When a question needs several facts (for example "the river of the capital of X"), find the first fact, then search for the next one using it.
-- For "how many" or "list all" questions, search with top_k=20, keep the hits that match, and count or list them in Python.
+- Never run the same search twice; use what it printed.
 - If the documents do not contain the answer, reply FINAL(not in the documents).
 """
 

@@ -65,6 +65,7 @@ with _quiet_dotenv():
 
 SYSTEM_PROMPT = RLM_SYSTEM_PROMPT + SEARCH_GUIDE
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)\s*\n(.*?)\n```", re.DOTALL)
+_BARE_BLOCK = re.compile(r"```[ \t]*\n(.*?)\n```", re.DOTALL)
 _ANY_BLOCK = re.compile(r"```.*?```", re.DOTALL)
 _FINAL_VAR = re.compile(r"FINAL_VAR\(\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?\s*\)")
 _FINAL = re.compile(r"FINAL\((.*)\)", re.DOTALL)
@@ -206,7 +207,7 @@ class DeepRecallRLM(RLM):
         """Run the reply's code blocks until one submits. A block the model already ran is not
         run again: the first time it is told to use what it found; the second, the query stalls."""
         blocks: list[CodeBlock] = []
-        for code in find_code_blocks(response) or [m.strip() for m in _PYTHON_BLOCK.findall(response)]:
+        for code in code_blocks(response):
             if code in self._ran:
                 if self._nudged_repeat:
                     self._end_repetition()
@@ -282,6 +283,23 @@ class DeepRecallRLM(RLM):
     def _default_answer(self, message_history: list[dict[str, Any]], lm_handler: LMHandler) -> str:
         self.run.trip("max_iterations", f"the model did not submit an answer within max_iterations={self.max_iterations}")
         return self.run.drafted_answer
+
+
+def code_blocks(response: str) -> list[str]:
+    """The code a reply asks to run: its ```repl blocks; else its ```python blocks; else (small
+    models often drop the language) bare ``` blocks that compile as Python and call or assign."""
+    found = find_code_blocks(response) or [m.strip() for m in _PYTHON_BLOCK.findall(response)]
+    return found or [m.strip() for m in _BARE_BLOCK.findall(response) if _looks_like_code(m)]
+
+
+def _looks_like_code(text: str) -> bool:
+    if "(" not in text and "=" not in text:
+        return False
+    try:
+        compile(text, "<reply>", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def best_partial_answer(run: QueryRun, rlm: DeepRecallRLM | None) -> str:

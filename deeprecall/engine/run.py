@@ -114,12 +114,19 @@ class QueryRun:
             raise self.trip("context_window", f"the history no longer fits the model's context window even "
                                               f"compacted: {e}") from None
 
+    def evidence(self) -> list[Source]:
+        """What the query retrieved, best first: the question's own hits in their order (scores
+        from different searches do not compare), then the rest by score."""
+        first = [self.sources[h["id"]] for h in self.first_hits if h.get("id") in self.sources]
+        seen = {s.id for s in first}
+        return first + sorted((s for s in self.sources.values() if s.id not in seen), key=lambda s: -s.score)
+
     def answer_from_evidence(self) -> str:
         """One root call answering from the documents retrieved so far: the floor under
         a query whose loop ended with no answer. "" when there is nothing to answer from."""
         if not self.sources:
             return ""
-        prompt = evidence_prompt(self.question, list(self.sources.values()))
+        prompt = evidence_prompt(self.question, self.evidence())
         completion = self.root.complete([{"role": "user", "content": prompt}], timeout=self.seconds_left())
         self._meter(self.usage.root, completion)
         return completion.text.strip()

@@ -28,3 +28,14 @@ def test_system_prompt_keeps_rlms_prompt_and_teaches_search_db():
     rendered = SYSTEM_PROMPT.format(custom_tools_section="")
     assert "search_db(query: str, top_k: int = 5, filters: dict | None = None)" in rendered
     assert 'answer["ready"] = True' in rendered and "FINAL(" not in rendered
+
+
+def test_code_blocks_runs_bare_fences_only_when_they_are_python_that_does_something():
+    from deeprecall.engine.rlm_adapter import code_blocks
+
+    bare = 'Searching.\n```\nhits = search_db("Fobilt founder")\nprint(hits)\n```'
+    assert code_blocks(bare) == ['hits = search_db("Fobilt founder")\nprint(hits)']
+    assert code_blocks("The answer:\n```\nVecer\n```") == []  # a quoted name, not code
+    assert code_blocks("```\nThe river Vecer (founded 1667).\n```") == []  # prose does not compile
+    both = '```repl\nx = 1\n```\n```\ny = 2\n```'
+    assert code_blocks(both) == ["x = 1"]  # an explicit repl block wins
