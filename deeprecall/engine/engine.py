@@ -158,8 +158,10 @@ class DeepRecall:
                 raise run.stop
         except QueryLimitExceeded as e:
             answer, error, message = best_partial_answer(run, rlm), e.reason, str(e)
-        except ProviderError as e:
-            answer, error, message = best_partial_answer(run, rlm), "llm_error", str(e)
+        except ProviderError as e:  # a call cut by the query's deadline is max_seconds, not a provider fault
+            timed_out = run.deadline is not None and time.monotonic() >= run.deadline - 0.05
+            reason = "max_seconds" if timed_out else "llm_error"
+            answer, error, message = best_partial_answer(run, rlm), reason, str(e)
         except SandboxError as e:
             answer, error, message = best_partial_answer(run, rlm), "sandbox_failed", str(e)
         finally:

@@ -65,6 +65,7 @@ with _quiet_dotenv():
 
 SYSTEM_PROMPT = RLM_SYSTEM_PROMPT + SEARCH_GUIDE
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)\s*\n(.*?)\n```", re.DOTALL)
+_FABRICATED = re.compile(r"\n[ \t]*(?:\**REPL output|Turn \d+/\d+)", re.IGNORECASE)
 _BARE_BLOCK = re.compile(r"```[ \t]*\n(.*?)\n```", re.DOTALL)
 _ANY_BLOCK = re.compile(r"```.*?```", re.DOTALL)
 _FINAL_VAR = re.compile(r"FINAL_VAR\(\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?\s*\)")
@@ -186,7 +187,7 @@ class DeepRecallRLM(RLM):
         step = self.run.begin_step()
         if isinstance(prompt, list):
             self._shape_turn_prompt(step.index, prompt)
-        response = lm_handler.completion(prompt)
+        response = without_invented_output(lm_handler.completion(prompt))
         step.response = response
         repeated = self._last_response is not None and " ".join(response.split()) == self._last_response
         self._last_response = " ".join(response.split())
@@ -199,8 +200,8 @@ class DeepRecallRLM(RLM):
             if final is not None:
                 blocks.append(CodeBlock(code="# answer given in the reply", result=REPLResult("", "", {}, final_answer=final)))
         if final is not None and self._reject_unsupported(final):
-            blocks = [*(self._without_final(b) for b in blocks), CodeBlock(
-                code="# the engine checked the answer", result=REPLResult(UNSUPPORTED_NOTE.format(answer=final[:200]), "", {}))]
+            blocks = [*(self._without_final(b) for b in blocks),
+                      self._engine_note("# the engine checked the answer", UNSUPPORTED_NOTE.format(answer=final[:200]))]
         return RLMIteration(prompt=prompt, response=response, code_blocks=blocks)
 
     def _run_blocks(self, response: str, environment: Any) -> list[CodeBlock]:
@@ -212,7 +213,7 @@ class DeepRecallRLM(RLM):
                 if self._nudged_repeat:
                     self._end_repetition()
                 self._nudged_repeat = True
-                blocks.append(CodeBlock(code=code, result=REPLResult(REPEATED_CODE_NOTE, "", {})))
+                blocks.append(self._engine_note(f"# not run again, it already ran:\n{code}", REPEATED_CODE_NOTE))
                 continue
             self._ran.add(code)
             result = environment.execute_code(code)
@@ -256,6 +257,12 @@ class DeepRecallRLM(RLM):
             self.env.unready()
         return True
 
+    def _engine_note(self, code: str, note: str) -> CodeBlock:
+        """A message from the engine in place of a cell's output: the model reads it next turn,
+        and the trace shows it in the step, where it happened."""
+        self.run.record_cell(code, note)
+        return CodeBlock(code=code, result=REPLResult(note, "", {}))
+
     @staticmethod
     def _without_final(block: CodeBlock) -> CodeBlock:
         result = block.result
@@ -283,6 +290,16 @@ class DeepRecallRLM(RLM):
     def _default_answer(self, message_history: list[dict[str, Any]], lm_handler: LMHandler) -> str:
         self.run.trip("max_iterations", f"the model did not submit an answer within max_iterations={self.max_iterations}")
         return self.run.drafted_answer
+
+
+def without_invented_output(response: str) -> str:
+    """The reply up to where the model starts writing the REPL's output itself.
+
+    Small models continue past their code with an imagined "REPL output ..." (even copying an
+    earlier engine note that contains FINAL(...)), which would be read as an answer and kept
+    in the history as if it had happened. Only the engine writes outputs and turn headers."""
+    match = _FABRICATED.search(response)
+    return response[:match.start()].rstrip() if match else response
 
 
 def code_blocks(response: str) -> list[str]:

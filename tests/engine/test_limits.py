@@ -48,7 +48,7 @@ def test_code_run_again_is_refused_once_then_the_query_ends_as_stalled(llm, make
     assert result.error == "stalled" and "repeated itself" in result.error_message
     assert result.answer == "partial: Acme grew"
     assert result.usage.root_calls == 4  # turn 3 repeated turn 2's code and was told; turn 4 repeated it again
-    assert result.steps[1].output.count("still thinking") == 1 and result.steps[2].output == ""
+    assert result.steps[1].output.count("still thinking") == 1 and result.steps[2].output.startswith("You already ran")
     assert "You already ran exactly this code" in server.calls_for(ROOT)[3].messages[-2]["content"]
 
 
@@ -119,8 +119,7 @@ def test_max_seconds_cuts_a_slow_model(llm, make_engine):
     first, slow = server.calls_for(ROOT)
     assert first.replied_at and slow.received_at and slow.replied_at == 0.0, "the query waited for the slow reply"
     assert ended - started >= 3
-    # The engine reports the deadline-capped LLM timeout as llm_error (docs/architecture.md says max_seconds).
-    assert result.error == "max_seconds" or (result.error == "llm_error" and "timed out" in str(result.error_message))
+    assert result.error == "max_seconds"  # the deadline-capped LLM call is the limit, not a provider fault
     assert result.answer == "partial: Acme grew"
 
 
