@@ -60,12 +60,17 @@ Rules:
 - If the documents do not contain the answer, reply FINAL(not in the documents).
 """
 
-FIRST_TURN_COMPACT = """Question: {question}
+# Turn 1 for small models is sent alone, without the REPL prompt: shown a REPL, a 1.5B coder model
+# writes code even when the hits in front of it hold the answer. Alone, it reads them as one-shot RAG
+# would, and says SEARCH(...) when they fall short; only then does the REPL loop start.
+FIRST_TURN_COMPACT = """Answer the question from the documents below.
+If they contain the answer, reply with one line: FINAL(the short answer)
+If they do not contain all of it, reply with one line: SEARCH(what is still missing)
 
-search_db(question) returned:
+Documents:
 {hits}
 
-Turn 1/{max_iterations}: if these documents contain the answer, reply FINAL(answer). Otherwise write a ```repl block that searches for what is missing."""
+Question: {question}"""
 
 FIRST_TURN_RLMS = """search_db(<the question>) was already run for you; its top hits are below (and in the REPL as context["first_hits"]). If they already answer the question, you may submit at once; otherwise search further.
 
@@ -76,6 +81,8 @@ Turn 1/{max_iterations}:"""
 UNSUPPORTED_NOTE = ("The engine checked your answer {answer!r} against the documents retrieved so far and none of "
                     "them contains it. Search for the missing fact, or answer FINAL(not in the documents) if the "
                     "documents do not contain it.")
+
+SEARCH_TURN_COMPACT = """Turn {turn}/{max_iterations}. Write a ```repl block that searches for what is missing. The question is: {question}"""
 
 NEXT_TURN_COMPACT = """Turn {turn}/{max_iterations}. The question is: {question}
 If the output above answers it, reply FINAL(answer). Otherwise write a ```repl block that searches for the next missing fact, using the names the output gave you."""

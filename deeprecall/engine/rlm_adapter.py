@@ -37,6 +37,7 @@ from deeprecall.engine.prompts import (
     NEXT_TURN_COMPACT,
     REPEATED_CODE_NOTE,
     SEARCH_GUIDE,
+    SEARCH_TURN_COMPACT,
     UNSUPPORTED_NOTE,
 )
 from deeprecall.engine.run import QueryRun
@@ -66,6 +67,7 @@ with _quiet_dotenv():
 SYSTEM_PROMPT = RLM_SYSTEM_PROMPT + SEARCH_GUIDE
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)\s*\n(.*?)\n```", re.DOTALL)
 _FABRICATED = re.compile(r"\n[ \t]*(?:\**REPL output|Turn \d+/\d+)", re.IGNORECASE)
+_SEARCH_REQUEST = re.compile(r"\s*(?:\*\*)?SEARCH\b")
 _BARE_BLOCK = re.compile(r"```[ \t]*\n(.*?)\n```", re.DOTALL)
 _ANY_BLOCK = re.compile(r"```.*?```", re.DOTALL)
 _FINAL_VAR = re.compile(r"FINAL_VAR\(\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?\s*\)")
@@ -187,7 +189,8 @@ class DeepRecallRLM(RLM):
         step = self.run.begin_step()
         if isinstance(prompt, list):
             self._shape_turn_prompt(step.index, prompt)
-        response = without_invented_output(lm_handler.completion(prompt))
+        alone = step.index == 1 and self.compact and self.run.config.ground_first_turn and isinstance(prompt, list)
+        response = without_invented_output(lm_handler.completion([prompt[-1]] if alone else prompt))  # type: ignore[index]
         step.response = response
         repeated = self._last_response is not None and " ".join(response.split()) == self._last_response
         self._last_response = " ".join(response.split())
@@ -229,7 +232,9 @@ class DeepRecallRLM(RLM):
         if index == 1 and self.run.config.ground_first_turn:
             prompt[-1] = {"role": "user", "content": self._first_turn_text()}
         elif index > 1 and self.compact:
-            prompt[-1] = {"role": "user", "content": NEXT_TURN_COMPACT.format(
+            asked_to_search = index == 2 and _SEARCH_REQUEST.match(self._last_response or "")
+            template = SEARCH_TURN_COMPACT if asked_to_search else NEXT_TURN_COMPACT
+            prompt[-1] = {"role": "user", "content": template.format(
                 turn=index, max_iterations=self.max_iterations, question=self.run.question)}
 
     def _first_turn_text(self) -> str:
@@ -284,8 +289,10 @@ class DeepRecallRLM(RLM):
         match = _FINAL_HEADING.match(prose)
         if match:
             return match.group(1).strip()
-        # A small model shown the question's hits answers in prose; its prompt asks for code otherwise.
-        return prose.strip() or None if self.compact and self.run.sources else None
+        # A small model shown the question's hits answers in prose, or says SEARCH(...) to go on.
+        if not self.compact or not self.run.sources or _SEARCH_REQUEST.match(prose):
+            return None
+        return prose.strip() or None
 
     def _default_answer(self, message_history: list[dict[str, Any]], lm_handler: LMHandler) -> str:
         self.run.trip("max_iterations", f"the model did not submit an answer within max_iterations={self.max_iterations}")

@@ -51,8 +51,9 @@ def test_a_history_over_the_window_is_compacted_and_the_query_goes_on(llm, make_
 
 
 def test_a_history_that_cannot_be_compacted_enough_ends_as_context_window(llm, make_engine):
-    """The question alone nearly fills the window: compaction keeps it, so the second try fails
-    too. The query ends named, and answers once from its evidence (a prompt that does fit)."""
+    """The question fills half the window: the history holds it twice by turn 2, and compaction
+    keeps both, so the retry fails too. The query ends named, and answers once from its
+    evidence (a prompt that does fit). Rejected calls are not metered."""
     def reply(request):
         if request.messages[-1]["content"].startswith("Answer the question from these documents only"):
             return "from the evidence"
@@ -62,7 +63,8 @@ def test_a_history_that_cannot_be_compacted_enough_ends_as_context_window(llm, m
     result = make_engine(server, max_iterations=6, prompt_style="compact").query("Acme? " * 700)
     assert result.error == "context_window" and "compacted" in result.error_message
     assert result.answer == "from the evidence"  # not a crash, not a provider-error loop
-    assert len(server.calls_for(ROOT)) == 3  # turn 1, its compacted retry, the evidence answer
+    # turn 1 (sent alone, it fits), turn 2 (the history does not), its compacted retry, the evidence answer
+    assert len(server.calls_for(ROOT)) == 4 and result.usage.root_calls == 2
 
 
 def test_a_reply_cut_at_the_output_limit_does_not_run_its_half_block_and_the_model_is_told(llm, make_engine):

@@ -1,0 +1,54 @@
+"""The compact style for small models: turn 1 is one-shot RAG with a way out (SEARCH), and
+only then the REPL loop. ``prompt_style="auto"`` picks it for models that say they are small."""
+
+from __future__ import annotations
+
+from deeprecall.engine.prompts import COMPACT_SYSTEM_PROMPT
+from tests.conftest import ROOT
+from tests.engine.test_query import repl
+
+
+def test_turn_one_is_the_question_and_its_hits_alone_and_an_answer_there_ends_the_query(llm, make_engine):
+    server = llm({ROOT: lambda r: "FINAL(Lyon)"})
+    result = make_engine(server, prompt_style="compact").query("Where did Acme open a new factory?")
+    assert result.answer == "Lyon" and result.error is None and result.usage.root_calls == 1
+    (first,) = server.calls_for(ROOT)
+    assert [m["role"] for m in first.messages] == ["user"]  # no REPL prompt: it reads like one-shot RAG
+    assert "Acme opened a new factory in Lyon in 2022." in first.messages[0]["content"]
+    assert result.grounded and [s.id for s in result.sources] == ["doc1"]
+
+
+def test_search_on_turn_one_starts_the_repl_loop(llm, make_engine):
+    def root(request):
+        turn = sum(1 for m in request.messages if m["role"] == "assistant")
+        if turn == 0:
+            return "SEARCH(who the CEO of Globex is)"
+        if turn == 1:
+            return repl('hits = search_db("Globex CEO")\nprint(hits[0]["content"])')
+        return "FINAL(Hank Scorpio)"
+
+    server = llm({ROOT: root})
+    result = make_engine(server, prompt_style="compact").query("Who runs Globex?")
+    assert result.answer == "Hank Scorpio" and result.error is None and result.usage.root_calls == 3
+    second = server.calls_for(ROOT)[1].messages
+    assert second[0] == {"role": "system", "content": COMPACT_SYSTEM_PROMPT}
+    assert second[-1]["content"].startswith("Turn 2/") and "searches for what is missing" in second[-1]["content"]
+    assert [c.query for c in result.steps[1].searches] == ["Globex CEO"]
+    assert "doc3" in [s.id for s in result.sources]
+
+
+def test_a_plain_reply_on_turn_one_is_the_answer(llm, make_engine):
+    server = llm({ROOT: lambda r: "Hank Scorpio"})
+    result = make_engine(server, prompt_style="compact").query("Who is Globex's CEO?")
+    assert result.answer == "Hank Scorpio" and result.usage.root_calls == 1 and result.grounded
+
+
+def test_auto_picks_compact_only_for_a_model_that_says_it_is_small(llm, make_engine):
+    server = llm({ROOT: lambda r: "FINAL(Lyon)"})
+    engine = make_engine(server)
+    assert engine.config.prompt_style == "auto"
+    engine.query("Where did Acme open a new factory?")
+    assert server.calls_for(ROOT)[0].messages[0]["role"] == "system"  # the scripted model is not small: rlms style
+    engine._root.small_model = True  # what LlamaCppLocalModel declares
+    engine.query("Where did Acme open a new factory?")
+    assert [m["role"] for m in server.calls_for(ROOT)[1].messages] == ["user"]
