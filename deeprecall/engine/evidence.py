@@ -31,9 +31,22 @@ _NOT_FOUND = re.compile(
 
 
 def words(text: str) -> set[str]:
-    """Content words, lowercased; numbers lose their thousands separators (1,250 == 1250)."""
-    found = {w.replace(",", "") for w in _WORD.findall(text.lower())}
-    return {w.rstrip(".") for w in found if w not in _STOP}
+    """Content words, lowercased, plurals folded (containers == container); numbers lose their
+    thousands separators (1,250 == 1250). Single letters (the s of "model's") are dropped."""
+    found = {w.replace(",", "").rstrip(".") for w in _WORD.findall(text.lower())}
+    return {_singular(w) for w in found if w not in _STOP and (len(w) > 1 or w.isdigit())}
+
+
+def _singular(word: str) -> str:
+    if len(word) <= 4 or not word.isalpha():
+        return word
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
 
 
 def says_not_found(answer: str) -> bool:

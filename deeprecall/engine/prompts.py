@@ -79,8 +79,8 @@ FIRST_TURN_RLMS = """search_db(<the question>) was already run for you; its top 
 Turn 1/{max_iterations}:"""
 
 UNSUPPORTED_NOTE = ("The engine checked your answer {answer!r} against the documents retrieved so far and none of "
-                    "them contains it. Search for the missing fact, or answer FINAL(not in the documents) if the "
-                    "documents do not contain it.")
+                    "them contains it, so it may come from memory. Write a ```repl block that searches for the "
+                    "facts your answer needs, then answer from what the search prints.")
 
 SEARCH_TURN_COMPACT = """Turn {turn}/{max_iterations}. Write a ```repl block that searches for what is missing. The question is: {question}"""
 
