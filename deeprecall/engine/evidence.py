@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from deeprecall.results import Source
 
-HIT_PREVIEW_CHARS = 600
+HIT_PREVIEW_CHARS = 2_000  # a whole chunk of the default ingestion (1,000): turn 1 must see what one-shot RAG sees
 EVIDENCE_CHARS = 12_000
 EVIDENCE_DOCS = 12  # more only distracts a small model; a strong one rarely needs the 13th hit
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
