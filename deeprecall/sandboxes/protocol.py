@@ -165,6 +165,8 @@ class WorkerSession:
     def _wait(self, kind: str, msg_id: int | None, idle_timeout: float, deadline: float | None = None) -> dict[str, Any]:
         while True:
             now = time.monotonic()
+            if self._inflight:  # the host is serving the worker's call: that time is not the cell's
+                self._last_activity = now
             idle_left = self._last_activity + idle_timeout - now
             wait = idle_left if deadline is None else min(idle_left, deadline - now)
             if wait <= 0:

@@ -142,6 +142,16 @@ def test_cell_timeout_interrupts_and_the_query_goes_on(llm, make_engine):
     assert "TimeoutError" in server.calls_for(ROOT)[1].text
 
 
+def test_a_slow_sub_call_does_not_count_against_the_cell_timeout(llm, make_engine):
+    """A local model can take a minute to read a sub-call's prompt; the worker is waiting on the host,
+    not hung. Here the sub-call takes 4 s against a 1 s cell timeout (idle kill after 3 s)."""
+    code = repl('summary = llm_query("summarise")\nanswer["content"] = summary\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(code), SUB: lambda r: Reply(text="slow but fine", delay=4)})
+    result = make_engine(server, environment_kwargs={"pool_size": 1, "cell_timeout": 1}).query("q")
+    assert result.error is None and result.answer == "slow but fine"
+    assert result.steps[0].sub_calls[0].seconds >= 4
+
+
 def test_a_cell_that_swallows_its_timeout_is_killed(llm, make_engine):
     hang = repl('while True:\n    try:\n        while True:\n            pass\n'
                 '    except BaseException:\n        pass')
