@@ -17,6 +17,9 @@ from deeprecall.results import Source
 
 HIT_PREVIEW_CHARS = 2_000  # a whole chunk of the default ingestion (1,000): turn 1 must see what one-shot RAG sees
 EVIDENCE_CHARS = 12_000
+_NAME = re.compile(r"\b[A-Z][A-Za-z]+(?:-[A-Za-z]+)*")
+MAX_HOPS = 1  # two links let country names connect everything; a three-hop answer pays one refused turn
+COMMON_NAME_DOCS = 3
 EVIDENCE_DOCS = 12  # more only distracts a small model; a strong one rarely needs the 13th hit
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
 _STOP_WORDS = """a an and are as at be been by did do does for from had has have he her his how in into is it its
@@ -56,13 +59,16 @@ def says_not_found(answer: str) -> bool:
 
 def supporting(answer: str, question: str, retrieved: Iterable[Source]) -> list[Source]:
     """The fewest retrieved documents that together contain at least half of what the
-    answer adds to the question; [] when they do not (the answer is not backed).
+    answer adds to the question (or of the answer itself, when it only picks a name the
+    question gave); [] when they do not (the answer is not backed).
 
     Greedy set cover: take the document covering most of the still-uncovered words,
     until nothing more is covered. Ties go to the higher search score.
     """
-    new = words(answer) - words(question)
-    if not new or says_not_found(answer):
+    if says_not_found(answer):
+        return []
+    new = (words(answer) - words(question)) or words(answer)  # "A or B?" -> "A": the answer adds no word
+    if not new:
         return []
     docs = sorted(retrieved, key=lambda s: -s.score)
     covers = {d.id: new & words(d.content) for d in docs}
@@ -75,6 +81,43 @@ def supporting(answer: str, question: str, retrieved: Iterable[Source]) -> list[
         chosen.append(best)
         covered |= covers[best.id]
     return chosen if len(covered) * 2 >= len(new) else []
+
+
+def question_names(question: str) -> list[str]:
+    """The names a question asks about, as written ("Trizous Holdings" -> ["Trizous", "Holdings"])."""
+    return [n for n in dict.fromkeys(_NAME.findall(question)) if words(n)]
+
+
+def entities(text: str) -> set[str]:
+    """Capitalised words (names of people, places, organisations), folded like ``words``."""
+    return words(" ".join(_NAME.findall(text)))
+
+
+def connected(backing: list[Source], question: str, retrieved: Iterable[Source], hops: int = MAX_HOPS) -> bool:
+    """Whether the documents backing an answer are tied to the question's names through the
+    retrieved documents: one names something the question names, or is linked to such a
+    document by a shared name, up to ``hops`` links away. Names found in COMMON_NAME_DOCS
+    or more retrieved documents ("Holdings", a country) link nothing.
+
+    A small model answering a two-hop question from the first hits picks a name that is in
+    them but belongs to another chain (the river of the wrong city): the name is "in the
+    documents", yet nothing retrieved links it to what the question asked about."""
+    docs = list(retrieved)
+    names = {d.id: entities(d.content) for d in docs}
+    counts: dict[str, int] = {}
+    for found in names.values():
+        for name in found:
+            counts[name] = counts.get(name, 0) + 1
+    common = {n for n, c in counts.items() if c >= COMMON_NAME_DOCS}
+    asked = entities(question)
+    asked = (asked - common) or asked
+    if not asked:
+        return True
+    reached = {d.id for d in docs if names[d.id] & asked}
+    for _ in range(hops):
+        links = set().union(*(names[i] for i in reached)) - asked - common if reached else set()
+        reached |= {d.id for d in docs if names[d.id] & links}
+    return any(d.id in reached for d in backing)
 
 
 def render_hits(hits: list[dict[str, object]], chars: int = HIT_PREVIEW_CHARS) -> str:

@@ -90,3 +90,8 @@ If the output above answers it, reply FINAL(answer). Otherwise write a ```repl b
 REPEATED_CODE_NOTE = ("You already ran exactly this code; its output is above, so it was not run again. Use what it "
                       "found: if that answers the question reply FINAL(answer), otherwise search for the next fact "
                       "(for example a name the output mentioned).")
+
+UNCONNECTED_NOTE = ("The engine checked your answer {answer!r}: it is in the documents, but none of the documents "
+                    "retrieved so far links it to {names}. The question needs a chain of facts. Write a ```repl block "
+                    "that searches for the next link (a name from the document about {names}), then answer from what "
+                    "it prints.")

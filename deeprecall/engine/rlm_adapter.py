@@ -29,7 +29,7 @@ from typing import Any
 
 import dotenv
 
-from deeprecall.engine.evidence import render_hits, says_not_found, supporting
+from deeprecall.engine.evidence import connected, question_names, render_hits, says_not_found, supporting
 from deeprecall.engine.prompts import (
     COMPACT_SYSTEM_PROMPT,
     FIRST_TURN_COMPACT,
@@ -38,6 +38,7 @@ from deeprecall.engine.prompts import (
     REPEATED_CODE_NOTE,
     SEARCH_GUIDE,
     SEARCH_TURN_COMPACT,
+    UNCONNECTED_NOTE,
     UNSUPPORTED_NOTE,
 )
 from deeprecall.engine.run import QueryRun
@@ -176,7 +177,7 @@ class DeepRecallRLM(RLM):
         self.run = run
         self.env = env
         self.compact = compact
-        self._rejected_unsupported = False
+        self._refused = False
         self._last_response: str | None = None
         self._ran: set[str] = set()
         self._nudged_repeat = False
@@ -202,9 +203,9 @@ class DeepRecallRLM(RLM):
                 self._end_repetition()
             if final is not None:
                 blocks.append(CodeBlock(code="# answer given in the reply", result=REPLResult("", "", {}, final_answer=final)))
-        if final is not None and self._reject_unsupported(final):
-            blocks = [*(self._without_final(b) for b in blocks),
-                      self._engine_note("# the engine checked the answer", UNSUPPORTED_NOTE.format(answer=final[:200]))]
+        refusal = self._refusal(final) if final is not None else None
+        if refusal is not None:
+            blocks = [*(self._without_final(b) for b in blocks), self._engine_note("# the engine checked the answer", refusal)]
         return RLMIteration(prompt=prompt, response=response, code_blocks=blocks)
 
     def _run_blocks(self, response: str, environment: Any) -> list[CodeBlock]:
@@ -248,19 +249,29 @@ class DeepRecallRLM(RLM):
         raise self.run.trip("stalled", "the model repeated itself (the same reply, or code it had already run) "
                                        "without submitting an answer")
 
-    def _reject_unsupported(self, final: str) -> bool:
-        """Refuse, once per query, an answer no retrieved document contains (a model answering
-        from memory); the model is told so and gets another turn. An answer that cites
-        retrieved ids, says "not in the documents", or comes on the last turn stands.
-        Compact style only: strong models paraphrase, and a word check would cost them turns."""
-        if not self.compact or self._rejected_unsupported or says_not_found(final) or self.run.cited_sources():
-            return False
-        if len(self.run.steps) >= self.max_iterations or supporting(final, self.run.question, self.run.sources.values()):
-            return False
-        self._rejected_unsupported = True
+    def _refusal(self, final: str) -> str | None:
+        """Why the answer is refused (once per query), or None when it stands. Refused: an answer
+        no retrieved document contains (the model answered from memory), and one whose documents
+        nothing retrieved links to the question's names (a name from another chain). The model is
+        told which, and gets another turn. An answer that cites retrieved ids, says "not in the
+        documents", or comes on the last turn stands. Compact style only: strong models
+        paraphrase, and a word check would cost them turns."""
+        if not self.compact or self._refused or says_not_found(final) or self.run.cited_sources():
+            return None
+        if len(self.run.steps) >= self.max_iterations:
+            return None
+        retrieved = list(self.run.sources.values())
+        backing = supporting(final, self.run.question, retrieved)
+        if not backing:
+            note = UNSUPPORTED_NOTE.format(answer=final[:200])
+        elif not connected(backing, self.run.question, retrieved):
+            note = UNCONNECTED_NOTE.format(answer=final[:200], names=", ".join(question_names(self.run.question)))
+        else:
+            return None
+        self._refused = True
         if self.run.answer_state.get("ready"):
             self.env.unready()
-        return True
+        return note
 
     def _engine_note(self, code: str, note: str) -> CodeBlock:
         """A message from the engine in place of a cell's output: the model reads it next turn,

@@ -4,7 +4,7 @@ only then the REPL loop. ``prompt_style="auto"`` picks it for models that say th
 from __future__ import annotations
 
 from deeprecall.engine.prompts import COMPACT_SYSTEM_PROMPT
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_store
 from tests.engine.test_query import repl
 
 
@@ -52,3 +52,22 @@ def test_auto_picks_compact_only_for_a_model_that_says_it_is_small(llm, make_eng
     engine._root.small_model = True  # what LlamaCppLocalModel declares
     engine.query("Where did Acme open a new factory?")
     assert [m["role"] for m in server.calls_for(ROOT)[1].messages] == ["user"]
+
+
+def test_an_answer_from_another_chain_is_refused_once_and_the_model_searches_for_the_link(llm, make_engine):
+    docs = [("Trizous Holdings is an insurance company headquartered in Houcelt.", {}),
+            ("Kuzet is a city in Stikeand on the river Zialt.", {}),
+            ("Houcelt is a city in Stikeand on the river Draciand.", {}),
+            ("Triafan Works is a printing company headquartered in Kuzet.", {})]
+
+    def root(request):
+        turn = sum(1 for m in request.messages if m["role"] == "assistant")
+        return ["FINAL(Zialt)", repl('hits = search_db("Houcelt river")\nprint(hits[0]["content"])'),
+                "FINAL(Draciand)"][min(turn, 2)]
+
+    server = llm({ROOT: root})
+    engine = make_engine(server, vectorstore=make_store("chain", docs), prompt_style="compact", top_k=4)
+    result = engine.query("Which river flows through the city where Trizous Holdings is headquartered?")
+    assert "none of the documents retrieved so far links it to Trizous, Holdings" in result.steps[0].output
+    assert result.answer == "Draciand" and result.error is None and result.usage.root_calls == 3
+    assert [s.id for s in result.sources] == ["doc2"]
