@@ -62,10 +62,13 @@ Rules:
 
 # Turn 1 for small models is sent alone, without the REPL prompt: shown a REPL, a 1.5B coder model
 # writes code even when the hits in front of it hold the answer. Alone, it reads them as one-shot RAG
-# would, and says SEARCH(...) when they fall short; only then does the REPL loop start.
+# would, and says SEARCH(...) when they fall short; only then does the REPL loop start. The wording was
+# chosen on the real model (docs/quality.md): a bulleted variant got bare "FINAL"/"SEARCH" replies, and one
+# without "do not mention" lost absent facts to guesses.
 FIRST_TURN_COMPACT = """Answer the question from the documents below.
-If they contain the answer, reply with one line: FINAL(the short answer)
-If they do not contain all of it, reply with one line: SEARCH(what is still missing)
+If the documents contain the answer, reply: FINAL(the short answer)
+If the documents do not mention what is asked, reply: FINAL(not in the documents)
+If you must look up one more fact first, reply: SEARCH(that fact)
 
 Documents:
 {hits}
@@ -85,7 +88,7 @@ UNSUPPORTED_NOTE = ("The engine checked your answer {answer!r} against the docum
 SEARCH_TURN_COMPACT = """Turn {turn}/{max_iterations}. Write a ```repl block that searches for what is missing. The question is: {question}"""
 
 NEXT_TURN_COMPACT = """Turn {turn}/{max_iterations}. The question is: {question}
-If the output above answers it, reply FINAL(answer). Otherwise write a ```repl block that searches for the next missing fact, using the names the output gave you."""
+If the output above answers it, reply FINAL(answer). If the documents clearly do not contain it, reply FINAL(not in the documents). Otherwise write a ```repl block that searches for the next missing fact, using the names the output gave you."""
 
 REPEATED_CODE_NOTE = ("You already ran exactly this code; its output is above, so it was not run again. Use what it "
                       "found: if that answers the question reply FINAL(answer), otherwise search for the next fact "
