@@ -68,6 +68,7 @@ with _quiet_dotenv():
 SYSTEM_PROMPT = RLM_SYSTEM_PROMPT + SEARCH_GUIDE
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)\s*\n(.*?)\n```", re.DOTALL)
 _FABRICATED = re.compile(r"\n[ \t]*(?:\**REPL output|Turn \d+/\d+)", re.IGNORECASE)
+_BARE_KEYWORD = re.compile(r"\s*(?:FINAL|FINAL_VAR)\s*(?:\(\s*\))?\s*$")
 _SEARCH_REQUEST = re.compile(r"\s*(?:\*\*)?SEARCH\b")
 _BARE_BLOCK = re.compile(r"```[ \t]*\n(.*?)\n```", re.DOTALL)
 _ANY_BLOCK = re.compile(r"```.*?```", re.DOTALL)
@@ -291,7 +292,7 @@ class DeepRecallRLM(RLM):
         if match:
             return self.env.read_var(match.group(1))
         match = _FINAL.search(prose)
-        if match:
+        if match and match.group(1).strip().strip("\"'"):  # FINAL() with nothing inside is no answer
             return match.group(1).strip().strip("\"'")
         if ran_code:
             return None
@@ -301,7 +302,8 @@ class DeepRecallRLM(RLM):
         if match:
             return match.group(1).strip()
         # A small model shown the question's hits answers in prose, or says SEARCH(...) to go on.
-        if not self.compact or not self.run.sources or _SEARCH_REQUEST.match(prose):
+        # A bare "FINAL" (seen from the real model when the prompt listed the choices) is no answer.
+        if not self.compact or not self.run.sources or _SEARCH_REQUEST.match(prose) or _BARE_KEYWORD.match(prose):
             return None
         return prose.strip() or None
 

@@ -71,3 +71,11 @@ def test_an_answer_from_another_chain_is_refused_once_and_the_model_searches_for
     assert "none of the documents retrieved so far links it to Trizous, Holdings" in result.steps[0].output
     assert result.answer == "Draciand" and result.error is None and result.usage.root_calls == 3
     assert [s.id for s in result.sources] == ["doc2"]
+
+
+def test_a_bare_final_keyword_is_not_taken_as_the_answer(llm, make_engine):
+    """The real model replied just 'FINAL' (and 'SEARCH') to a prompt that listed the choices as bullets."""
+    server = llm({ROOT: lambda r: ["FINAL", "FINAL()", "FINAL(Lyon)"][
+        min(sum(1 for m in r.messages if m["role"] == "assistant"), 2)]})
+    result = make_engine(server, prompt_style="compact").query("Where did Acme open a new factory?")
+    assert result.answer == "Lyon" and result.usage.root_calls == 3

@@ -99,3 +99,13 @@ def test_not_in_the_documents_is_accepted_and_not_passed_off_as_sourced(llm, mak
     _, result, _ = run("absent-010", llm, make_engine, world_store)
     assert result.error is None and result.answer == "not in the documents" and result.usage.root_calls == 1
     assert not result.grounded and result.sources == [] and result.retrieved
+
+
+def test_search_starts_the_loop_and_an_answer_linked_to_nothing_the_question_names_is_refused_once(
+        llm, make_engine, world_store):
+    _, result, _ = run("absent-010-after-search", llm, make_engine, world_store)
+    assert result.steps[0].response.startswith("SEARCH(")
+    assert [c.query for c in result.steps[1].searches] == ["Histath river"]
+    assert "none of the documents retrieved so far links it to Hiastae" in result.steps[2].output
+    # refused once; the model said it again, and then it stands (ungrounded answers are still flagged)
+    assert result.usage.root_calls == 4 and result.answer == "Histath river flows through Houcelt"
