@@ -66,7 +66,7 @@ Rules:
 # chosen on the real model (docs/quality.md): a bulleted variant got bare "FINAL"/"SEARCH" replies, and one
 # without "do not mention" lost absent facts to guesses.
 FIRST_TURN_COMPACT = """Answer the question from the documents below.
-If the documents contain the answer, reply: FINAL(the short answer)
+If the documents contain the answer, reply: FINAL(the answer itself, in a few words)
 If the documents do not mention what is asked, reply: FINAL(not in the documents)
 If you must look up one more fact first, reply: SEARCH(that fact)
 
@@ -88,7 +88,7 @@ UNSUPPORTED_NOTE = ("The engine checked your answer {answer!r} against the docum
 SEARCH_TURN_COMPACT = """Turn {turn}/{max_iterations}. Write a ```repl block that searches for what is missing. The question is: {question}"""
 
 NEXT_TURN_COMPACT = """Turn {turn}/{max_iterations}. The question is: {question}
-If the output above answers it, reply FINAL(answer). If the documents clearly do not contain it, reply FINAL(not in the documents). Otherwise write a ```repl block that searches for the next missing fact, using the names the output gave you."""
+If the output above answers it, reply FINAL(answer). Otherwise write a ```repl block that searches for the next missing fact, using the names the output gave you."""
 
 REPEATED_CODE_NOTE = ("You already ran exactly this code; its output is above, so it was not run again. Use what it "
                       "found: if that answers the question reply FINAL(answer), otherwise search for the next fact "

@@ -68,6 +68,9 @@ with _quiet_dotenv():
 SYSTEM_PROMPT = RLM_SYSTEM_PROMPT + SEARCH_GUIDE
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)\s*\n(.*?)\n```", re.DOTALL)
 _FABRICATED = re.compile(r"\n[ \t]*(?:\**REPL output|Turn \d+/\d+)", re.IGNORECASE)
+# What the real model copied from the prompt's template instead of answering.
+PLACEHOLDERS = frozenset({"answer", "the answer", "short answer", "the short answer", "the answer itself",
+                          "the answer itself, in a few words", "that fact", "the short answer only"})
 _BARE_KEYWORD = re.compile(r"\s*(?:FINAL|FINAL_VAR)\s*(?:\(\s*\))?\s*$")
 _SEARCH_REQUEST = re.compile(r"\s*(?:\*\*)?SEARCH\b")
 _BARE_BLOCK = re.compile(r"```[ \t]*\n(.*?)\n```", re.DOTALL)
@@ -292,8 +295,9 @@ class DeepRecallRLM(RLM):
         if match:
             return self.env.read_var(match.group(1))
         match = _FINAL.search(prose)
-        if match and match.group(1).strip().strip("\"'"):  # FINAL() with nothing inside is no answer
-            return match.group(1).strip().strip("\"'")
+        if match:  # FINAL() or FINAL(the short answer), copied from the prompt, is no answer
+            inside = match.group(1).strip().strip("\"'")
+            return inside if inside and inside.lower().rstrip(".") not in PLACEHOLDERS else None
         if ran_code:
             return None
         if self.run.drafted_answer:

@@ -79,3 +79,12 @@ def test_a_bare_final_keyword_is_not_taken_as_the_answer(llm, make_engine):
         min(sum(1 for m in r.messages if m["role"] == "assistant"), 2)]})
     result = make_engine(server, prompt_style="compact").query("Where did Acme open a new factory?")
     assert result.answer == "Lyon" and result.usage.root_calls == 3
+
+
+def test_the_prompts_placeholder_copied_into_final_is_not_an_answer(llm, make_engine):
+    """The real model replied FINAL(the short answer), copying the template (quality run, single_hop-418)."""
+    server = llm({ROOT: lambda r: ["FINAL(the short answer)", "FINAL(Lyon)"][
+        min(sum(1 for m in r.messages if m["role"] == "assistant"), 1)]})
+    result = make_engine(server, prompt_style="compact").query("Where did Acme open a new factory?")
+    assert result.answer == "Lyon" and result.usage.root_calls == 2
+    assert "none of them contains it" not in result.steps[0].output  # not refused: never taken as an answer
