@@ -34,6 +34,8 @@ for h in hits:
     print(h["id"], h["content"])
 ```
 
+Instead of code you may reply with one line SEARCH(a short search phrase): search_db runs on it and its hits are printed for you.
+
 In the REPL:
 - search_db(query, top_k=5, filters=None) returns a list of dicts with "id", "content", "metadata", "score".
 - llm_query(prompt) asks a helper model and returns its text.
@@ -88,7 +90,7 @@ UNSUPPORTED_NOTE = ("The engine checked your answer {answer!r} against the docum
 SEARCH_TURN_COMPACT = """Turn {turn}/{max_iterations}. Write a ```repl block that searches for what is missing. The question is: {question}"""
 
 NEXT_TURN_COMPACT = """Turn {turn}/{max_iterations}. The question is: {question}
-If the output above answers it, reply FINAL(answer). Otherwise write a ```repl block that searches for the next missing fact, using the names the output gave you."""
+If the output above answers it, reply FINAL(answer). Otherwise reply SEARCH(the next name or fact to look up), using the names the output gave you, or write a ```repl block."""
 
 REPEATED_CODE_NOTE = ("You already ran exactly this code; its output is above, so it was not run again. Use what it "
                       "found: if that answers the question reply FINAL(answer), otherwise search for the next fact "

@@ -70,13 +70,16 @@ _PYTHON_BLOCK = re.compile(r"```(?:python|py)\s*\n(.*?)\n```", re.DOTALL)
 _FABRICATED = re.compile(r"\n[ \t]*(?:\**REPL output|Turn \d+/\d+)", re.IGNORECASE)
 # What the real model copied from the prompt's template instead of answering.
 PLACEHOLDERS = frozenset({"answer", "the answer", "short answer", "the short answer", "the answer itself",
-                          "the answer itself, in a few words", "that fact", "the short answer only"})
-_BARE_KEYWORD = re.compile(r"\s*(?:FINAL|FINAL_VAR)\s*(?:\(\s*\))?\s*$")
-_SEARCH_REQUEST = re.compile(r"\s*(?:\*\*)?SEARCH\b")
+                          "the answer itself, in a few words", "that fact", "the short answer only",
+                          "what is still missing", "the name or fact to look up next"})
+# Small models write Final(...) and Search(...) as often as the upper-case forms they were shown.
+_BARE_KEYWORD = re.compile(r"\s*(?:FINAL|FINAL_VAR)\s*(?:\(\s*\))?\s*$", re.IGNORECASE)
+_SEARCH_REQUEST = re.compile(r"\s*(?:\*\*)?SEARCH\b", re.IGNORECASE)
+_SEARCH_CALL = re.compile(r"^\s*(?:\*\*)?SEARCH\(\s*['\"]?(.+?)['\"]?\s*\)", re.IGNORECASE | re.MULTILINE)
 _BARE_BLOCK = re.compile(r"```[ \t]*\n(.*?)\n```", re.DOTALL)
 _ANY_BLOCK = re.compile(r"```.*?```", re.DOTALL)
-_FINAL_VAR = re.compile(r"FINAL_VAR\(\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?\s*\)")
-_FINAL = re.compile(r"FINAL\((.*)\)", re.DOTALL)
+_FINAL_VAR = re.compile(r"FINAL_VAR\(\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?\s*\)", re.IGNORECASE)
+_FINAL = re.compile(r"\bFINAL\((.*)\)", re.DOTALL | re.IGNORECASE)
 _FINAL_HEADING = re.compile(r"^\s*(?:\*\*|#+\s*)?final answer(?:\*\*)?\s*:\s*(.+)", re.IGNORECASE | re.DOTALL)
 MAX_WORKER_RESTARTS = 2
 
@@ -216,7 +219,7 @@ class DeepRecallRLM(RLM):
         """Run the reply's code blocks until one submits. A block the model already ran is not
         run again: the first time it is told to use what it found; the second, the query stalls."""
         blocks: list[CodeBlock] = []
-        for code in code_blocks(response):
+        for code in code_blocks(response) or self._search_for_model(response):
             if code in self._ran:
                 if self._nudged_repeat:
                     self._end_repetition()
@@ -230,6 +233,16 @@ class DeepRecallRLM(RLM):
                 break
         return blocks
 
+    def _search_for_model(self, response: str) -> list[str]:
+        """Compact style: a reply ``SEARCH(phrase)`` is run as the search it asks for, as a cell
+        in the worker like any other. A small model names the next thing to look up far more
+        reliably than it writes the code, and each hop then costs one turn, not two."""
+        match = _SEARCH_CALL.search(_ANY_BLOCK.sub("", response)) if self.compact else None
+        phrase = match.group(1).strip() if match else ""
+        if not phrase or phrase.lower().rstrip(".") in PLACEHOLDERS:
+            return []
+        return [f'hits = search_db({phrase!r})\nfor h in hits:\n    print(h["id"], h["content"])']
+
     def _shape_turn_prompt(self, index: int, prompt: list[dict[str, Any]]) -> None:
         """Turn 1 shows the question's hits (instead of rlms's "look at the context first");
         in compact style every later turn restates the question and the two ways on, which
@@ -237,7 +250,7 @@ class DeepRecallRLM(RLM):
         if index == 1 and self.run.config.ground_first_turn:
             prompt[-1] = {"role": "user", "content": self._first_turn_text()}
         elif index > 1 and self.compact:
-            asked_to_search = index == 2 and _SEARCH_REQUEST.match(self._last_response or "")
+            asked_to_search = index == 2 and _SEARCH_REQUEST.match(self._last_response or "") and not self._ran
             template = SEARCH_TURN_COMPACT if asked_to_search else NEXT_TURN_COMPACT
             prompt[-1] = {"role": "user", "content": template.format(
                 turn=index, max_iterations=self.max_iterations, question=self.run.question)}

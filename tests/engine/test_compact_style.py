@@ -18,23 +18,36 @@ def test_turn_one_is_the_question_and_its_hits_alone_and_an_answer_there_ends_th
     assert result.grounded and [s.id for s in result.sources] == ["doc1"]
 
 
-def test_search_on_turn_one_starts_the_repl_loop(llm, make_engine):
+def test_search_on_turn_one_is_run_for_the_model_and_its_hits_come_back(llm, make_engine):
+    def root(request):
+        turn = sum(1 for m in request.messages if m["role"] == "assistant")
+        return "Search(Globex CEO)" if turn == 0 else "FINAL(Hank Scorpio)"  # the real model's casing varies
+
+    server = llm({ROOT: root})
+    result = make_engine(server, prompt_style="compact").query("Who runs Globex?")
+    assert result.answer == "Hank Scorpio" and result.error is None and result.usage.root_calls == 2
+    assert [c.query for c in result.steps[0].searches] == ["Who runs Globex?", "Globex CEO"]
+    assert result.steps[0].code == ["hits = search_db('Globex CEO')\nfor h in hits:\n    print(h[\"id\"], h[\"content\"])"]
+    second = server.calls_for(ROOT)[1].messages
+    assert second[0] == {"role": "system", "content": COMPACT_SYSTEM_PROMPT}
+    assert any("doc3 Globex hired a new CEO, Hank Scorpio" in m["content"] for m in second if m["role"] == "user")
+    assert "doc3" in [s.id for s in result.sources]
+
+
+def test_search_without_a_phrase_asks_for_code_and_the_loop_goes_on(llm, make_engine):
     def root(request):
         turn = sum(1 for m in request.messages if m["role"] == "assistant")
         if turn == 0:
-            return "SEARCH(who the CEO of Globex is)"
+            return "SEARCH(what is still missing)"  # the template's words, copied: nothing to search
         if turn == 1:
             return repl('hits = search_db("Globex CEO")\nprint(hits[0]["content"])')
         return "FINAL(Hank Scorpio)"
 
     server = llm({ROOT: root})
     result = make_engine(server, prompt_style="compact").query("Who runs Globex?")
-    assert result.answer == "Hank Scorpio" and result.error is None and result.usage.root_calls == 3
-    second = server.calls_for(ROOT)[1].messages
-    assert second[0] == {"role": "system", "content": COMPACT_SYSTEM_PROMPT}
-    assert second[-1]["content"].startswith("Turn 2/") and "searches for what is missing" in second[-1]["content"]
-    assert [c.query for c in result.steps[1].searches] == ["Globex CEO"]
-    assert "doc3" in [s.id for s in result.sources]
+    assert result.answer == "Hank Scorpio" and result.usage.root_calls == 3
+    assert result.steps[0].code == [] and [c.query for c in result.steps[1].searches] == ["Globex CEO"]
+    assert "searches for what is missing" in server.calls_for(ROOT)[1].messages[-1]["content"]
 
 
 def test_a_plain_reply_on_turn_one_is_the_answer(llm, make_engine):
@@ -88,3 +101,10 @@ def test_the_prompts_placeholder_copied_into_final_is_not_an_answer(llm, make_en
     result = make_engine(server, prompt_style="compact").query("Where did Acme open a new factory?")
     assert result.answer == "Lyon" and result.usage.root_calls == 2
     assert "none of them contains it" not in result.steps[0].output  # not refused: never taken as an answer
+
+
+def test_final_in_any_case_is_the_answer(llm, make_engine):
+    """The real model wrote 'Final(not in the documents)' (quality run, two_hop-453)."""
+    server = llm({ROOT: lambda r: "Final(not in the documents)"})
+    result = make_engine(server, prompt_style="compact").query("Who is the mayor of Lyon?")
+    assert result.answer == "not in the documents" and result.usage.root_calls == 1 and not result.grounded
