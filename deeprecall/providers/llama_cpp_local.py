@@ -226,15 +226,17 @@ class LlamaCppChatModel:
             return None
 
     def _measure(self, before: tuple[float, int, float, int] | None) -> None:
-        """Prompt and decode speed of the last call, from llama.cpp's counters (cached prefix tokens excluded)."""
+        """Prompt and decode speed, from llama.cpp's counters (cached prefix tokens excluded)."""
         after = self._perf()
         if before is None or after is None:
             return
         p_ms, p_n, e_ms, e_n = (a - b for a, b in zip(after, before, strict=True))
+        # The fastest speed seen, not the last: one call slowed by a busy machine (or a stopped
+        # process) must not make every later prompt look unreadable and be refused up front.
         if p_n >= 64 and p_ms > 0:
-            self.prompt_tokens_per_second = 1000 * p_n / p_ms
+            self.prompt_tokens_per_second = max(self.prompt_tokens_per_second or 0.0, 1000 * p_n / p_ms)
         if e_n >= 8 and e_ms > 0:
-            self.output_tokens_per_second = 1000 * e_n / e_ms
+            self.output_tokens_per_second = max(self.output_tokens_per_second or 0.0, 1000 * e_n / e_ms)
 
     def close(self) -> None:
         with self._lock:
