@@ -200,8 +200,8 @@ class DeepRecallRLM(RLM):
         alone = step.index == 1 and self.compact and self.run.config.ground_first_turn and isinstance(prompt, list)
         response = without_invented_output(lm_handler.completion([prompt[-1]] if alone else prompt))  # type: ignore[index]
         step.response = response
-        repeated = self._last_response is not None and " ".join(response.split()) == self._last_response
-        self._last_response = " ".join(response.split())
+        normalised = " ".join(response.split())
+        repeated, self._last_response = normalised == self._last_response, normalised
         blocks = self._run_blocks(response, environment)
         final = next((b.result.final_answer for b in blocks if b.result.final_answer is not None), None)
         if final is None:
@@ -239,7 +239,7 @@ class DeepRecallRLM(RLM):
         reliably than it writes the code, and each hop then costs one turn, not two."""
         match = _SEARCH_CALL.search(_ANY_BLOCK.sub("", response)) if self.compact else None
         phrase = match.group(1).strip() if match else ""
-        if not phrase or phrase.lower().rstrip(".") in PLACEHOLDERS:
+        if not phrase or _is_placeholder(phrase):
             return []
         return [f'hits = search_db({phrase!r})\nfor h in hits:\n    print(h["id"], h["content"])']
 
@@ -310,7 +310,7 @@ class DeepRecallRLM(RLM):
         match = _FINAL.search(prose)
         if match:  # FINAL() or FINAL(the short answer), copied from the prompt, is no answer
             inside = match.group(1).strip().strip("\"'")
-            return inside if inside and inside.lower().rstrip(".") not in PLACEHOLDERS else None
+            return inside if inside and not _is_placeholder(inside) else None
         if ran_code:
             return None
         if self.run.drafted_answer:
@@ -337,6 +337,11 @@ def without_invented_output(response: str) -> str:
     in the history as if it had happened. Only the engine writes outputs and turn headers."""
     match = _FABRICATED.search(response)
     return response[:match.start()].rstrip() if match else response
+
+
+def _is_placeholder(text: str) -> bool:
+    """The prompt's template words, copied, where an answer or a search phrase belongs."""
+    return text.lower().rstrip(".") in PLACEHOLDERS
 
 
 def code_blocks(response: str) -> list[str]:
