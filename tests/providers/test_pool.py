@@ -75,10 +75,14 @@ def test_all_members_failing_raises_a_provider_error(llm):
 def test_weights_split_traffic(llm):
     heavy = llm(lambda r: "heavy")
     light = llm(lambda r: "light")
-    pool = build_chat_model("pool", {"members": [member(heavy, weight=9), member(light, weight=1)]})
+    # Health handling is other tests' subject: here one transient connection error on a busy CI machine
+    # must not cool the heavy member down for 30 s and hand the rest of the run to the light one.
+    pool = build_chat_model("pool", {"members": [member(heavy, weight=9), member(light, weight=1)],
+                                     "allowed_fails": 1_000})
     for _ in range(60):
         pool.complete(MSGS)
-    assert len(heavy.requests) > 3 * len(light.requests)
+    # 9:1 over 60 calls: light expects 6 (sd 2.3); 15 or more happens about once in 10,000 runs.
+    assert len(heavy.requests) > 3 * len(light.requests), (len(heavy.requests), len(light.requests))
     pool.close()
 
 
