@@ -73,6 +73,9 @@ class ModelTurn(_Event):
     cost_usd: float | None = None
     finish_reason: str | None = None
     seconds: float = 0.0
+    # The messages this turn sent (role/content dicts, as the model got them, compacted if they were). Trace files
+    # need them: rlms's log format and its viewer show each iteration's prompt. None when the emitter left it out.
+    prompt: list[dict[str, Any]] | None = None
 
 
 class CellStarted(_Event):
