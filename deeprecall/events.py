@@ -52,6 +52,7 @@ class QueryStarted(_Event):
     root_model: str = ""
     sub_models: list[str] = Field(default_factory=list)
     limits: dict[str, Any] = Field(default_factory=dict)
+    data_source: str = ""  # the store searched, as ``kind:collection`` from its ``describe()`` (e.g. ``chroma:docs``)
 
 
 class ModelDelta(_Event):
@@ -67,6 +68,7 @@ class ModelTurn(_Event):
 
     type: Literal["model_turn"] = "model_turn"
     model: str
+    provider: str = ""  # the API shape or vendor that served it (``openai``, ``anthropic``, ``gcp.gemini``...), "" if unknown
     text: str
     input_tokens: int = 0
     output_tokens: int = 0
@@ -115,6 +117,7 @@ class SubCallDone(_Event):
 
     type: Literal["sub_call"] = "sub_call"
     model: str
+    provider: str = ""  # as in ``ModelTurn``
     prompt_preview: str
     response_preview: str = ""
     input_tokens: int = 0
