@@ -3,6 +3,7 @@
 #   - a Docker engine (vfs storage) and an offline-built image deeprecall-sandbox:py3
 #   - PostgreSQL 15 with pgvector (built from Debian trixie source) on 127.0.0.1:55433
 #   - bubblewrap
+#   - chromium and a font (the trace viewer's browser test loads its page headless)
 #
 # Usage: scripts/services.sh {apt|docker|postgres|all|env|check-docker}
 # Every subcommand is idempotent: a second run only checks and takes seconds.
@@ -22,7 +23,8 @@ CACHE_DIR="${DEEPRECALL_CACHE_DIR:-/var/cache/deeprecall}"
 DOCKERD_LOG=/tmp/deeprecall-dockerd.log
 SUITE=bookworm
 ROOTFS_TAR="${CACHE_DIR}/rootfs-${SUITE}-minbase-python3.tar"
-APT_PACKAGES=(docker.io bubblewrap debootstrap postgresql postgresql-server-dev-15 make gcc libc6-dev)
+APT_PACKAGES=(docker.io bubblewrap debootstrap postgresql postgresql-server-dev-15 make gcc libc6-dev
+              chromium fonts-dejavu-core)
 
 # ---------------------------------------------------------------- helpers
 log() { printf '[services %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
