@@ -53,6 +53,8 @@ class QueryStarted(_Event):
     sub_models: list[str] = Field(default_factory=list)
     limits: dict[str, Any] = Field(default_factory=dict)
     data_source: str = ""  # the store searched, as ``kind:collection`` from its ``describe()`` (e.g. ``chroma:docs``)
+    backend: str = ""  # the root model's backend name as configured (``openai``, ``vllm``, ``llama-cpp``...)
+    environment: str = ""  # the sandbox the model's code runs in (``local``, ``docker``...)
 
 
 class ModelDelta(_Event):
