@@ -80,6 +80,9 @@ class ModelTurn(_Event):
     # The messages this turn sent (role/content dicts, as the model got them, compacted if they were). Trace files
     # need them: rlms's log format and its viewer show each iteration's prompt. None when the emitter left it out.
     prompt: list[dict[str, Any]] | None = None
+    # "turn": a turn of the loop (one per step); "evidence": the one extra call that answers from the retrieved
+    # documents when the loop ended without an answer (it belongs to the last step, not a new iteration).
+    purpose: Literal["turn", "evidence"] = "turn"
 
 
 class CellStarted(_Event):
