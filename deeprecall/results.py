@@ -101,7 +101,8 @@ class Usage:
 class QueryResult:
     """``error`` is None, or the name of what ended the query early:
     max_iterations, max_search_calls, max_tokens, max_seconds, max_cost_usd,
-    cell_timeout, sandbox_failed or llm_error; ``error_message`` explains it.
+    cell_timeout, sandbox_failed, llm_error, stalled, context_window, or
+    cancelled (the caller stopped it); ``error_message`` explains it.
     The answer is then the best partial answer available.
 
     ``sources`` are the retrieved documents the answer rests on: the ids the model
@@ -109,7 +110,8 @@ class QueryResult:
     ``grounded`` is False when no retrieved document backs the answer (a model
     answering from memory, or "not in the documents"); ``sources`` is then empty,
     so an unbacked answer never looks sourced. ``retrieved`` is every document
-    the query's searches returned, best score kept."""
+    the query's searches returned, best score kept. ``query_id`` matches the
+    ``query_id`` of the query's events (``deeprecall/events.py``)."""
 
     question: str
     answer: str
@@ -121,6 +123,7 @@ class QueryResult:
     seconds: float = 0.0
     grounded: bool = False
     retrieved: list[Source] = field(default_factory=list)
+    query_id: str = ""  # the id every event of this query carries (a uuid4 hex)
 
     @property
     def ok(self) -> bool:
