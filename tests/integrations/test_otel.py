@@ -1,0 +1,280 @@
+"""OpenTelemetry spans from query events: names, GenAI and OpenInference attributes, parentage, timing,
+opt-in content, error status. Spans go through the real SDK into its in-memory exporter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from deeprecall.events import (
+    AnswerEvent,
+    CellEnded,
+    CellStarted,
+    LimitTripped,
+    ModelDelta,
+    ModelTurn,
+    QueryStarted,
+    SearchDone,
+    SubCallDone,
+    WorkerRestarted,
+)
+from deeprecall.integrations.otel import OpenTelemetrySubscriber
+from deeprecall.results import QueryResult
+
+QUESTION = "How much did Acme's revenue grow in 2023?"
+CODE = "hits = search_db('Acme revenue 2023')\nprint(llm_query('Summarise: ' + hits[0]['content']))"
+SECRET_FREE_ANSWER = "Acme's revenue grew 12% in 2023."
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+def subscriber(exporter: InMemorySpanExporter, **kwargs: Any) -> OpenTelemetrySubscriber:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return OpenTelemetrySubscriber(tracer_provider=provider, **kwargs)
+
+
+def multi_turn_events(qid: str = "q1", *, limit: bool = True) -> list[Any]:
+    """A two-turn query as the engine reports it: the grounding search, a streamed turn whose cell searches and
+    makes two sub-calls (one fails), a worker restart, a second turn, then max_iterations."""
+    answer_error = "max_iterations" if limit else None
+    events: list[Any] = [
+        QueryStarted(query_id=qid, t=0.0, question=QUESTION, filters={"tenant": "acme"}, root_model="root-model",
+                     sub_models=["sub-model"], limits={"max_iterations": 2, "max_seconds": None}, data_source="chroma:docs"),
+        SearchDone(query_id=qid, t=0.020, step=0, query=QUESTION, top_k=5, filters={"tenant": "acme"},
+                   hit_ids=["doc0", "doc1"], scores=[0.91, 0.42], ms=10.0),
+        ModelDelta(query_id=qid, t=0.050, step=1, model="root-model", text="```repl\n"),
+        ModelDelta(query_id=qid, t=0.080, step=1, model="root-model", text=CODE + "\n```"),
+        ModelTurn(query_id=qid, t=0.100, step=1, model="root-model", provider="openai", text=f"```repl\n{CODE}\n```",
+                  input_tokens=120, output_tokens=30, cost_usd=0.0012, finish_reason="stop", seconds=0.070,
+                  prompt=[{"role": "system", "content": "You answer from the store."}, {"role": "user", "content": QUESTION}]),
+        CellStarted(query_id=qid, t=0.110, step=1, cell=1, code=CODE),
+        SearchDone(query_id=qid, t=0.150, step=1, query="Acme revenue 2023", top_k=5, filters={"tenant": "acme"},
+                   hit_ids=["doc0"], scores=[0.95], ms=20.0),
+        SubCallDone(query_id=qid, t=0.200, step=1, model="sub-model", provider="openai",
+                    prompt_preview="Summarise: Acme's revenue grew 12%", response_preview="12% growth",
+                    input_tokens=40, output_tokens=5, ms=30.0),
+        SubCallDone(query_id=qid, t=0.210, step=1, model="sub-model", provider="openai", prompt_preview="second",
+                    ms=5.0, error="ProviderError: sub-model: HTTP 500"),
+        WorkerRestarted(query_id=qid, t=0.220, step=1, reason="the worker died"),
+        CellEnded(query_id=qid, t=0.250, step=1, cell=1, stdout="12% growth\n", seconds=0.140),
+        ModelTurn(query_id=qid, t=0.400, step=2, model="root-model", provider="openai", text="Still checking.",
+                  input_tokens=200, output_tokens=10, seconds=0.100),
+    ]
+    if limit:
+        events.append(LimitTripped(query_id=qid, t=0.410, step=2, reason="max_iterations", message="2 turns used"))
+    result = QueryResult(question=QUESTION, answer=SECRET_FREE_ANSWER, error=answer_error)
+    usage = {"root": {"root-model": {"calls": 2, "input_tokens": 320, "output_tokens": 40, "cost_usd": 0.002}},
+             "sub": {"sub-model": {"calls": 2, "input_tokens": 40, "output_tokens": 5, "cost_usd": None}},
+             "search_calls": 2, "total_tokens": 405, "total_cost_usd": 0.002}
+    events.append(AnswerEvent(query_id=qid, t=0.450, step=2, answer=SECRET_FREE_ANSWER, grounded=True, usage=usage,
+                              sources=[{"id": "doc0", "content": "Acme's revenue grew 12%", "metadata": {}, "score": 0.95}],
+                              error=answer_error, error_message="2 turns used" if limit else None, result=result))
+    return events
+
+
+def run(sub: OpenTelemetrySubscriber, events: list[Any]) -> None:
+    for event in events:
+        sub(event)
+
+
+def by_name(spans: tuple[ReadableSpan, ...] | list[ReadableSpan]) -> dict[str, list[ReadableSpan]]:
+    out: dict[str, list[ReadableSpan]] = {}
+    for span in spans:
+        out.setdefault(span.name, []).append(span)
+    return out
+
+
+def parent_of(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def test_one_span_per_query_model_call_cell_and_search_with_genai_names(exporter):
+    run(subscriber(exporter), multi_turn_events())
+    spans = by_name(exporter.get_finished_spans())
+    assert sorted((name, len(group)) for name, group in spans.items()) == [
+        ("chat root-model", 2), ("chat sub-model", 2), ("execute_tool repl", 1), ("invoke_agent deeprecall", 1),
+        ("retrieval chroma:docs", 2)]
+    operation = {name: {s.attributes["gen_ai.operation.name"] for s in group} for name, group in spans.items()}
+    kinds = {name: {s.attributes["openinference.span.kind"] for s in group} for name, group in spans.items()}
+    assert operation == {"invoke_agent deeprecall": {"invoke_agent"}, "chat root-model": {"chat"},
+                         "chat sub-model": {"chat"}, "execute_tool repl": {"execute_tool"},
+                         "retrieval chroma:docs": {"retrieval"}}
+    assert kinds == {"invoke_agent deeprecall": {"AGENT"}, "chat root-model": {"LLM"}, "chat sub-model": {"LLM"},
+                     "execute_tool repl": {"TOOL"}, "retrieval chroma:docs": {"RETRIEVER"}}
+
+
+def test_attributes_carry_models_tokens_provider_and_store(exporter):
+    run(subscriber(exporter), multi_turn_events())
+    spans = by_name(exporter.get_finished_spans())
+    (query,) = spans["invoke_agent deeprecall"]
+    first_turn = min(spans["chat root-model"], key=lambda s: s.start_time)
+    ok_sub = next(s for s in spans["chat sub-model"] if s.status.status_code != StatusCode.ERROR)
+    assert query.attributes["gen_ai.agent.name"] == "deeprecall"
+    assert query.attributes["gen_ai.request.model"] == "root-model"
+    assert query.attributes["gen_ai.provider.name"] == "openai"
+    assert query.attributes["gen_ai.data_source.id"] == "chroma:docs"
+    assert (query.attributes["gen_ai.usage.input_tokens"], query.attributes["gen_ai.usage.output_tokens"]) == (360, 45)
+    assert query.attributes["deeprecall.limit.max_iterations"] == 2
+    assert list(query.attributes["deeprecall.sources"]) == ["doc0"]
+    assert first_turn.attributes["gen_ai.request.model"] == "root-model"
+    assert first_turn.attributes["gen_ai.provider.name"] == "openai"
+    assert (first_turn.attributes["gen_ai.usage.input_tokens"], first_turn.attributes["gen_ai.usage.output_tokens"]) == (120, 30)
+    assert list(first_turn.attributes["gen_ai.response.finish_reasons"]) == ["stop"]
+    assert first_turn.attributes["gen_ai.response.time_to_first_chunk"] == pytest.approx(0.020, abs=1e-6)
+    assert first_turn.attributes["deeprecall.call"] == "root"
+    assert ok_sub.attributes["deeprecall.call"] == "sub"
+    assert (ok_sub.attributes["gen_ai.usage.input_tokens"], ok_sub.attributes["llm.token_count.total"]) == (40, 45)
+    grounding = min(spans["retrieval chroma:docs"], key=lambda s: s.start_time)
+    assert grounding.attributes["gen_ai.data_source.id"] == "chroma:docs"
+    assert json.loads(grounding.attributes["gen_ai.retrieval.documents"]) == [{"id": "doc0", "score": 0.91},
+                                                                              {"id": "doc1", "score": 0.42}]
+    assert grounding.attributes["retrieval.documents.1.document.id"] == "doc1"
+    assert grounding.attributes["deeprecall.search.hits"] == 2
+
+
+def test_calls_hang_off_the_query_and_a_cells_calls_off_that_cell(exporter):
+    run(subscriber(exporter), multi_turn_events())
+    spans = by_name(exporter.get_finished_spans())
+    (query,) = spans["invoke_agent deeprecall"]
+    (cell,) = spans["execute_tool repl"]
+    grounding, cell_search = sorted(spans["retrieval chroma:docs"], key=lambda s: s.start_time)
+    assert query.parent is None
+    assert {parent_of(s) for s in spans["chat root-model"]} == {query.context.span_id}
+    assert parent_of(cell) == query.context.span_id
+    assert parent_of(grounding) == query.context.span_id  # the engine's own search, before any cell
+    assert parent_of(cell_search) == cell.context.span_id
+    assert {parent_of(s) for s in spans["chat sub-model"]} == {cell.context.span_id}
+    assert {s.context.trace_id for s in exporter.get_finished_spans()} == {query.context.trace_id}
+    assert [e.name for e in cell.events] == ["deeprecall.worker_restarted"]  # it happened during the cell
+
+
+def test_span_times_come_from_the_events_own_clock(exporter):
+    run(subscriber(exporter), multi_turn_events())
+    spans = by_name(exporter.get_finished_spans())
+    (query,) = spans["invoke_agent deeprecall"]
+    (cell,) = spans["execute_tool repl"]
+    turn1, turn2 = sorted(spans["chat root-model"], key=lambda s: s.start_time)
+    at = lambda span: ((span.start_time - query.start_time) / 1e9, (span.end_time - query.start_time) / 1e9)  # noqa: E731
+    assert at(query) == pytest.approx((0.0, 0.450), abs=1e-6)
+    assert at(turn1) == pytest.approx((0.030, 0.100), abs=1e-6)
+    assert at(turn2) == pytest.approx((0.300, 0.400), abs=1e-6)
+    assert at(cell) == pytest.approx((0.110, 0.250), abs=1e-6)
+    for child in [*spans["chat sub-model"], *spans["retrieval chroma:docs"]]:
+        parent = cell if parent_of(child) == cell.context.span_id else query
+        assert parent.start_time <= child.start_time <= child.end_time <= parent.end_time
+    assert turn1.end_time <= cell.start_time and cell.end_time <= turn2.start_time
+
+
+def test_content_stays_out_unless_the_user_opts_in(exporter):
+    run(subscriber(exporter), multi_turn_events())
+    values = [str(v) for s in exporter.get_finished_spans() for v in s.attributes.values()]
+    for text in (QUESTION, "Acme revenue 2023", "Summarise", "12% growth", SECRET_FREE_ANSWER, "You answer from", "acme"):
+        assert not any(text in v for v in values), text
+    assert not any(k.startswith(("gen_ai.input", "gen_ai.output", "input.", "output.", "gen_ai.tool.call.a"))
+                   for s in exporter.get_finished_spans() for k in s.attributes)
+
+
+def test_captured_content_follows_the_genai_message_format(exporter):
+    run(subscriber(exporter, capture_content=True), multi_turn_events())
+    spans = by_name(exporter.get_finished_spans())
+    (query,) = spans["invoke_agent deeprecall"]
+    (cell,) = spans["execute_tool repl"]
+    turn1 = min(spans["chat root-model"], key=lambda s: s.start_time)
+    cell_search = max(spans["retrieval chroma:docs"], key=lambda s: s.start_time)
+    assert json.loads(query.attributes["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": QUESTION}]}]
+    assert json.loads(query.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == SECRET_FREE_ANSWER
+    assert query.attributes["output.value"] == SECRET_FREE_ANSWER
+    assert [m["role"] for m in json.loads(turn1.attributes["gen_ai.input.messages"])] == ["system", "user"]
+    output = json.loads(turn1.attributes["gen_ai.output.messages"])
+    assert output == [{"role": "assistant", "parts": [{"type": "text", "content": f"```repl\n{CODE}\n```"}],
+                       "finish_reason": "stop"}]
+    assert json.loads(cell.attributes["gen_ai.tool.call.arguments"]) == {"code": CODE}
+    assert cell.attributes["gen_ai.tool.call.result"] == "12% growth\n"
+    assert cell_search.attributes["gen_ai.retrieval.query.text"] == "Acme revenue 2023"
+    assert json.loads(cell_search.attributes["deeprecall.search.filters"]) == {"tenant": "acme"}
+
+
+def test_a_limit_and_failed_calls_set_error_status(exporter):
+    run(subscriber(exporter), multi_turn_events())
+    spans = by_name(exporter.get_finished_spans())
+    (query,) = spans["invoke_agent deeprecall"]
+    failed_sub = [s for s in spans["chat sub-model"] if s.status.status_code == StatusCode.ERROR]
+    assert query.status.status_code == StatusCode.ERROR
+    assert query.attributes["error.type"] == "max_iterations"
+    assert query.status.description == "2 turns used"
+    limit = next(e for e in query.events if e.name == "deeprecall.limit")
+    assert limit.attributes["deeprecall.limit.reason"] == "max_iterations"
+    assert (limit.timestamp - query.start_time) / 1e9 == pytest.approx(0.410, abs=1e-6)
+    assert [s.attributes["error.type"] for s in failed_sub] == ["ProviderError"]
+    assert spans["execute_tool repl"][0].status.status_code != StatusCode.ERROR
+
+
+def test_an_answered_query_is_not_an_error(exporter):
+    run(subscriber(exporter), multi_turn_events(limit=False))
+    (query,) = by_name(exporter.get_finished_spans())["invoke_agent deeprecall"]
+    assert query.status.status_code != StatusCode.ERROR
+    assert "error.type" not in query.attributes
+
+
+def test_concurrent_queries_get_separate_traces(exporter):
+    sub = subscriber(exporter)
+    a, b = multi_turn_events("qa"), multi_turn_events("qb", limit=False)
+    for pair in zip(a, b, strict=False):  # interleaved, as two queries on one engine report them
+        for event in pair:
+            sub(event)
+    for event in a[len(b):]:
+        sub(event)
+    queries = by_name(exporter.get_finished_spans())["invoke_agent deeprecall"]
+    assert sorted(q.attributes["deeprecall.query_id"] for q in queries) == ["qa", "qb"]
+    traces = {q.context.trace_id for q in queries}
+    assert len(traces) == 2
+    for trace_id in traces:
+        assert sum(s.context.trace_id == trace_id for s in exporter.get_finished_spans()) == 8
+
+
+def test_a_query_inside_the_users_span_is_its_child(exporter):
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sub = OpenTelemetrySubscriber(tracer_provider=provider)
+    with provider.get_tracer("app").start_as_current_span("handle request") as outer:
+        run(sub, multi_turn_events())
+    (query,) = by_name(exporter.get_finished_spans())["invoke_agent deeprecall"]
+    assert parent_of(query) == outer.get_span_context().span_id
+
+
+def test_an_abandoned_query_is_closed_as_an_error(exporter):
+    sub = subscriber(exporter)
+    run(sub, multi_turn_events()[:6])  # stopped inside the cell, before any answer
+    assert exporter.get_finished_spans() and not by_name(exporter.get_finished_spans()).get("invoke_agent deeprecall")
+    sub.close()
+    spans = by_name(exporter.get_finished_spans())
+    assert spans["invoke_agent deeprecall"][0].attributes["error.type"] == "abandoned"
+    assert spans["execute_tool repl"][0].status.status_code == StatusCode.ERROR
+
+
+def test_events_of_an_unknown_query_are_ignored_not_raised(exporter):
+    sub = subscriber(exporter)
+    run(sub, multi_turn_events()[1:])  # QueryStarted was missed (subscribed late)
+    assert exporter.get_finished_spans() == ()
+
+
+def test_without_opentelemetry_the_error_names_the_extra():
+    code = ("import sys; sys.modules['opentelemetry'] = None\n"
+            "from deeprecall.integrations.otel import OpenTelemetrySubscriber\n"
+            "try:\n    OpenTelemetrySubscriber()\nexcept ImportError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'deeprecall[otel]'" in proc.stdout
