@@ -10,6 +10,10 @@ chosen by the request path:
 - Anthropic messages: ``POST {root_url}/v1/messages``;
 - Gemini: ``POST {root_url}/{version}/models/{model}:generateContent``;
 
+each also streamed when the request asks (OpenAI and Anthropic ``"stream": true``, Gemini
+``:streamGenerateContent?alt=sse``), as server-sent events in the shape each vendor's own SDK
+parses (written from the installed ``openai``, ``anthropic`` and ``google-genai`` sources);
+
 plus ``GET /v1/models`` and Ollama's ``GET /api/tags`` for discovery.
 
 A *script* maps each request to a reply. It is a function of the request, not
@@ -84,6 +88,13 @@ class ChatRequest:
         return list(self.body.get("messages") or [])
 
     @property
+    def stream(self) -> bool:
+        """The client asked for a streamed reply."""
+        if self.protocol == GEMINI:
+            return ":streamGenerateContent" in self.path
+        return bool(self.body.get("stream"))
+
+    @property
     def turn(self) -> int:
         """0 for the first call of a conversation, then 1, 2 ... (assistant messages so far)."""
         return sum(1 for m in self.messages if m.get("role") == "assistant")
@@ -105,7 +116,13 @@ class ChatRequest:
 class Reply:
     """What to send back. ``raw`` replaces the JSON body (for garbage tests);
     ``hang`` never answers (until the server stops); ``delay`` adds latency to
-    this reply; ``cost`` adds a provider-reported ``usage.cost`` (as OpenRouter does)."""
+    this reply; ``cost`` adds a provider-reported ``usage.cost`` (as OpenRouter does).
+
+    Streamed replies (the request asked for a stream): ``chunks`` are the text pieces sent one event
+    each (default: ``text`` split after each run of spaces); ``chunk_delay`` pauses before each piece;
+    ``cut_after`` drops the connection after that many pieces (a server dying mid-stream);
+    ``stream_usage=False`` leaves usage out of an OpenAI stream even when the client asked for it;
+    ``stream=False`` answers a stream request with the plain JSON body (a server that cannot stream)."""
 
     text: str = ""
     status: int = 200
@@ -116,6 +133,17 @@ class Reply:
     usage: tuple[int, int] | None = None
     cost: float | None = None
     finish_reason: str = "stop"  # "length": the reply was cut at the output-token limit
+    chunks: list[str] | None = None
+    chunk_delay: float = 0.0
+    cut_after: int | None = None
+    stream_usage: bool = True
+    stream: bool = True
+
+    def pieces(self) -> list[str]:
+        """The text pieces a stream sends, in order; joined they are ``text``."""
+        if self.chunks is not None:
+            return list(self.chunks)
+        return re.findall(r"\S+\s*|\s+", self.text)
 
 
 Script = Callable[[ChatRequest], "Reply | str"]
@@ -236,6 +264,28 @@ class ScriptedLLMServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def _stream(self, request: ChatRequest, reply: Reply) -> None:
+                """Server-sent events, one HTTP chunk each; ``cut_after`` drops the connection mid-body."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                for kind, event in STREAMS[request.protocol](request, reply):
+                    if kind == "piece" and reply.chunk_delay:
+                        time.sleep(reply.chunk_delay)
+                    if kind == "cut":
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(2)  # socket.SHUT_RDWR: no terminating chunk
+                        request.replied_at = time.monotonic()
+                        return
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                request.replied_at = time.monotonic()
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path.endswith("/api/tags"):
@@ -269,6 +319,9 @@ class ScriptedLLMServer:
                     server._stopping.wait(3600)
                     return
                 time.sleep(server.latency + reply.delay)
+                if request.stream and reply.stream and reply.status < 400 and reply.raw is None:
+                    self._stream(request, reply)
+                    return
                 payload = reply.raw if reply.raw is not None else json.dumps(BODIES[protocol](request, reply)).encode()
                 request.replied_at = time.monotonic()
                 self._send(reply.status, payload, reply.headers)
@@ -338,4 +391,105 @@ def gemini_body(request: ChatRequest, reply: Reply) -> dict[str, Any]:
 
 BODIES: dict[str, Callable[[ChatRequest, Reply], dict[str, Any]]] = {
     OPENAI: openai_body, ANTHROPIC: anthropic_body, GEMINI: gemini_body,
+}
+
+
+# ---- Streams: (kind, bytes) events; kind "piece" carries text, "cut" drops the connection there.
+StreamEvent = tuple[str, bytes]
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+
+def _pieces(reply: Reply) -> list[str | None]:
+    """The text pieces, with None where the connection is to be cut."""
+    pieces = reply.pieces()
+    if reply.cut_after is not None:
+        return [*pieces[: reply.cut_after], None]
+    return list(pieces)
+
+
+def openai_stream(request: ChatRequest, reply: Reply) -> list[StreamEvent]:
+    """``chat.completion.chunk`` events as the openai SDK reads them; usage in a last, choice-less
+    chunk only when the client sent ``stream_options: {"include_usage": true}`` (as OpenAI does)."""
+    head = {"id": f"chatcmpl-{len(request.messages)}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": request.model}
+    wants_usage = bool((request.body.get("stream_options") or {}).get("include_usage")) and reply.stream_usage
+    extra: dict[str, Any] = {"usage": None} if wants_usage else {}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+    events: list[StreamEvent] = [("head", chunk({"role": "assistant", "content": ""}))]
+    for piece in _pieces(reply):
+        if piece is None:
+            return [*events, ("cut", b"")]
+        events.append(("piece", chunk({"content": piece})))
+    events.append(("end", chunk({}, reply.finish_reason)))
+    if wants_usage:
+        prompt_tokens, completion_tokens = _tokens(request, reply)
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        if reply.cost is not None:
+            usage["cost"] = reply.cost
+        events.append(("usage", _sse({**head, "choices": [], "usage": usage})))
+    return [*events, ("done", _sse("[DONE]"))]
+
+
+def anthropic_stream(request: ChatRequest, reply: Reply) -> list[StreamEvent]:
+    """The messages stream as the anthropic SDK reads it: message_start (input tokens), a text block
+    of ``text_delta`` events, message_delta (stop reason, output tokens), message_stop."""
+    input_tokens, output_tokens = _tokens(request, reply)
+    message = {"id": f"msg_{len(request.messages)}", "type": "message", "role": "assistant", "model": request.model,
+               "content": [], "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": input_tokens, "output_tokens": 1}}
+    events: list[StreamEvent] = [
+        ("head", _sse({"type": "message_start", "message": message}, "message_start")),
+        ("head", _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                      "content_block_start")),
+        ("head", _sse({"type": "ping"}, "ping")),
+    ]
+    for piece in _pieces(reply):
+        if piece is None:
+            return [*events, ("cut", b"")]
+        events.append(("piece", _sse({"type": "content_block_delta", "index": 0,
+                                      "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")))
+    stop = "max_tokens" if reply.finish_reason == "length" else "end_turn"
+    return [*events,
+            ("end", _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")),
+            ("end", _sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                          "usage": {"output_tokens": output_tokens}}, "message_delta")),
+            ("end", _sse({"type": "message_stop"}, "message_stop"))]
+
+
+def gemini_stream(request: ChatRequest, reply: Reply) -> list[StreamEvent]:
+    """``streamGenerateContent?alt=sse``: one GenerateContentResponse per event, as google-genai reads
+    them; the last carries ``finishReason`` and the full usage."""
+    prompt_tokens, output_tokens = _tokens(request, reply)
+
+    def chunk(text: str, finish: str | None, usage: dict[str, int]) -> bytes:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        return _sse({"candidates": [candidate], "usageMetadata": usage, "modelVersion": request.model})
+
+    partial = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
+    events: list[StreamEvent] = []
+    pieces = _pieces(reply) or [""]
+    for i, piece in enumerate(pieces):
+        if piece is None:
+            return [*events, ("cut", b"")]
+        if i == len(pieces) - 1:
+            full = {**partial, "candidatesTokenCount": output_tokens, "totalTokenCount": prompt_tokens + output_tokens}
+            finish = "MAX_TOKENS" if reply.finish_reason == "length" else "STOP"
+            events.append(("piece", chunk(piece, finish, full)))
+        else:
+            events.append(("piece", chunk(piece, None, partial)))
+    return events
+
+
+STREAMS: dict[str, Callable[[ChatRequest, Reply], list[StreamEvent]]] = {
+    OPENAI: openai_stream, ANTHROPIC: anthropic_stream, GEMINI: gemini_stream,
 }
