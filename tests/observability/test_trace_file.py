@@ -1,0 +1,173 @@
+"""Trace files: rlms's log format (its own Python types rebuild our lines; its viewer's reads hold), DeepRecall's
+additions where docs/traces.md says, crash-safe lines, no secrets, several queries through one subscriber."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rlm.core.types import CodeBlock, RLMChatCompletion, RLMIteration, RLMMetadata, REPLResult
+
+from deeprecall.errors import ConfigError
+from deeprecall.observability import trace_file
+from deeprecall.observability.trace_file import KEY, TraceDir, read_trace
+from tests.observability.rlms_viewer import parse_like_rlms_viewer
+from tests.observability.sample import ANSWER, QID, sample_events
+
+
+def write(directory: Path, events: list[Any]) -> Path:
+    sink = TraceDir(directory)
+    for event in events:
+        sink(event)
+    (path,) = directory.iterdir()
+    return path
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_one_file_per_query_named_by_time_and_query_id_private_to_the_user(tmp_path: Path) -> None:
+    path = write(tmp_path, sample_events())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{6}Z_" + QID + r"\.jsonl", path.name)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [line["type"] for line in lines(path)] == ["metadata", "iteration", "iteration", "metadata"]
+
+
+def test_names_sort_by_start_time() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime(2026, 1, 9, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    names = [trace_file.trace_file_name(t0 + timedelta(microseconds=n), f"q{9 - n}") for n in range(3)]
+    assert sorted(names) == names
+    assert trace_file.trace_file_name(t0, "../../etc/passwd").endswith("_.._.._etc_passwd.jsonl")
+
+
+def test_rlms_own_types_rebuild_every_line(tmp_path: Path) -> None:
+    """Our lines minus DeepRecall's keys are exactly what rlms's logger writes for the same run."""
+    opening, *iterations, closing = lines(write(tmp_path, sample_events()))
+    for meta in (opening, closing):
+        fields = {k: v for k, v in meta.items() if k not in ("type", "timestamp", KEY)}
+        assert RLMMetadata(**fields).to_dict() == fields
+    for line in iterations:
+        blocks = [CodeBlock(code=b["code"], result=REPLResult(
+            stdout=b["result"]["stdout"], stderr=b["result"]["stderr"], locals=b["result"]["locals"],
+            execution_time=b["result"]["execution_time"], final_answer=b["result"]["final_answer"],
+            rlm_calls=[RLMChatCompletion.from_dict(c) for c in b["result"]["rlm_calls"]])) for b in line["code_blocks"]]
+        rebuilt = RLMIteration(prompt=line["prompt"], response=line["response"], code_blocks=blocks,
+                               final_answer=line["final_answer"], iteration_time=line["iteration_time"]).to_dict()
+        assert rebuilt == _without_ours(line)
+
+
+def _without_ours(line: dict[str, Any]) -> dict[str, Any]:
+    """Drop what DeepRecall adds: its key everywhere, and the viewer's token fields on sub-calls."""
+    line = {k: v for k, v in line.items() if k not in ("type", "iteration", "timestamp", KEY)}
+    line["code_blocks"] = [{"code": b["code"], "result": {**b["result"], "rlm_calls": [
+        {k: v for k, v in c.items() if k not in (KEY, "prompt_tokens", "completion_tokens")}
+        for c in b["result"]["rlm_calls"]]}} for b in line["code_blocks"]]
+    return line
+
+
+def test_rlms_viewer_reads_every_key_it_needs(tmp_path: Path) -> None:
+    config, iterations = parse_like_rlms_viewer(write(tmp_path, sample_events()).read_text())
+    assert config["root_model"] == "root-model" and config["backend"] == "vllm" and config["environment_type"] == "local"
+    assert [it["iteration"] for it in iterations] == [1, 2]
+    assert iterations[0]["prompt"][0] == {"role": "system", "content": "You are in a REPL."}
+    assert iterations[-1]["final_answer"] == ANSWER  # the viewer's "final answer" card
+    calls = iterations[0]["code_blocks"][1]["result"]["rlm_calls"]
+    assert [(c["prompt_tokens"], c["completion_tokens"], c["execution_time"]) for c in calls] == [(300, 12, 0.055), (200, 5, 0.061)]
+
+
+def test_searches_sub_calls_and_notes_sit_where_they_happened(tmp_path: Path) -> None:
+    opening, first, second, closing = lines(write(tmp_path, sample_events()))
+    assert opening[KEY]["question"] == "How did Acme's revenue change in 2023?"
+    assert opening[KEY]["query_id"] == QID and opening[KEY]["schema"] == 1
+    # the engine's own search before turn 1 is shown with turn 1, its step kept
+    assert [(s["step"], s["hit_ids"]) for s in first[KEY]["searches"]] == [(0, ["doc0", "doc1"])]
+    cell1, cell2 = first["code_blocks"]
+    assert [(s["query"], s["hit_ids"], s["scores"]) for s in cell1[KEY]["searches"]] == [("revenue 2023", ["doc0", "doc2"], [0.88, 0.40])]
+    assert cell1["result"]["stdout"].startswith("doc0\n") and cell1[KEY]["ended"]
+    assert cell2["result"]["stderr"].startswith("ZeroDivisionError") and len(cell2["result"]["rlm_calls"]) == 2
+    assert [n["type"] for n in first[KEY]["notes"]] == ["worker_restarted"]
+    assert (first[KEY]["input_tokens"], first[KEY]["output_tokens"], first[KEY]["cost_usd"]) == (1200, 40, 0.0012)
+    assert first["iteration_time"] == pytest.approx(1.2 - 0.48 - (0.5 - 0.45))  # turn 1's call started to turn 2's
+    assert first["final_answer"] is None and second["final_answer"] == ANSWER
+    result = closing[KEY]["result"]
+    assert result["answer"] == ANSWER and result["error"] is None and result["grounded"]
+    assert [s["id"] for s in result["sources"]] == ["doc0"]
+    assert set(result["documents"]) == {"doc0", "doc1", "doc2"}  # every hit id resolves to its text
+    assert result["usage"]["search_calls"] == 2 and "total_tokens" in result["usage"]
+
+
+def test_a_limit_is_a_note_and_a_partial_answer_is_not_marked_final(tmp_path: Path) -> None:
+    *_, last, closing = lines(write(tmp_path, sample_events(limit=True)))
+    assert [(n["type"], n["reason"]) for n in last[KEY]["notes"]] == [("limit", "max_search_calls")]
+    assert last["final_answer"] is None
+    assert closing[KEY]["result"]["error"] == "max_search_calls" and closing[KEY]["result"]["answer"] == ANSWER
+
+
+def test_a_query_that_dies_leaves_valid_lines_for_every_finished_turn(tmp_path: Path) -> None:
+    path = write(tmp_path, sample_events(answered=False))
+    assert [line["type"] for line in lines(path)] == ["metadata", "iteration"]  # turn 2 was still open
+    with path.open("ab") as f:
+        f.write(b'{"type": "iteration", "iteration": 2, "resp')  # a write torn by the crash
+    trace = read_trace(path)
+    assert (len(trace.iterations), trace.skipped_lines, trace.result) == (1, 1, None)
+    assert trace.ours["query_id"] == QID
+
+
+def test_no_secret_reaches_the_file(tmp_path: Path) -> None:
+    text = write(tmp_path, sample_events()).read_text()
+    assert "sk-SECRET" not in text
+    assert lines(tmp_path / os.listdir(tmp_path)[0])[-1][KEY]["result"]["documents"]["doc0"]["metadata"]["api_key"] == "***"
+
+
+def test_one_subscriber_writes_concurrent_queries_to_their_own_files(tmp_path: Path) -> None:
+    sink = TraceDir(tmp_path)
+    runs = [sample_events(f"q{n}") for n in range(8)]
+    threads = [threading.Thread(target=lambda evs=evs: [sink(e) for e in evs]) for evs in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    traces = sorted((read_trace(p) for p in tmp_path.iterdir()), key=lambda t: t.ours["query_id"])
+    assert [t.ours["query_id"] for t in traces] == [f"q{n}" for n in range(8)]
+    assert all(len(t.iterations) == 2 and t.result and t.result["answer"] == ANSWER for t in traces)
+    assert sink.path_of("q0") is None  # ended queries are forgotten
+
+
+def test_an_abandoned_query_is_closed_when_too_many_are_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trace_file, "MAX_OPEN", 1)
+    sink = TraceDir(tmp_path)
+    for event in sample_events("old", answered=False):
+        sink(event)
+    old = sink.path_of("old")
+    assert old is not None and len(read_trace(old).iterations) == 1
+    sink(sample_events("new")[0])
+    assert sink.path_of("old") is None and len(read_trace(old).iterations) == 2  # its open turn was written
+
+
+def test_a_trace_dir_that_cannot_exist_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="trace_dir"):
+        TraceDir(blocker / "traces")
+
+
+def test_a_failing_disk_stops_the_trace_not_the_query(tmp_path: Path) -> None:
+    sink = TraceDir(tmp_path)
+    events = sample_events()
+    sink(events[0])
+    path = sink.path_of(QID)
+    assert path is not None
+    path.unlink()
+    path.mkdir()  # the next open() of the file fails with EISDIR
+    for event in events[1:]:
+        sink(event)  # no exception reaches the emitter
+    assert sink.path_of(QID) is None
