@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rlm.core.types import CodeBlock, RLMChatCompletion, RLMIteration, RLMMetadata, REPLResult
 
+import deeprecall.engine.rlm_adapter  # noqa: F401  imports rlms with its load_dotenv() silenced, as the engine does
 from deeprecall.errors import ConfigError
 from deeprecall.observability import trace_file
 from deeprecall.observability.trace_file import KEY, TraceDir, read_trace
@@ -51,6 +51,8 @@ def test_names_sort_by_start_time() -> None:
 
 def test_rlms_own_types_rebuild_every_line(tmp_path: Path) -> None:
     """Our lines minus DeepRecall's keys are exactly what rlms's logger writes for the same run."""
+    from rlm.core.types import CodeBlock, REPLResult, RLMChatCompletion, RLMIteration, RLMMetadata
+
     opening, *iterations, closing = lines(write(tmp_path, sample_events()))
     for meta in (opening, closing):
         fields = {k: v for k, v in meta.items() if k not in ("type", "timestamp", KEY)}
