@@ -7,6 +7,7 @@
     │   ├── MissingAPIKeyError       no key for a backend that needs one
     │   └── ContextWindowExceeded    the prompt does not fit the model's context window
     ├── SandboxError           the sandbox could not start or broke its protocol
+    │   └── SandboxHung              a cell ignored its timeout and its worker was killed
     ├── VectorStoreError       the store failed or does not fit (dimension, schema)
     │   └── FilterError              a filter is not in DeepRecall's filter language
     └── QueryLimitExceeded     a per-query limit tripped (internal; surfaces as result.error)
@@ -82,6 +83,12 @@ class ContextWindowExceeded(ProviderError):
 
 class SandboxError(DeepRecallError):
     """The sandbox failed to start, died, or broke the worker protocol."""
+
+
+class SandboxHung(SandboxError):
+    """The worker gave no sign of life within its cell's timeout plus grace (or by the
+    query's deadline) and was killed. Not a crash to recover from by restarting: the
+    engine ends the query as ``cell_timeout``."""
 
 
 class VectorStoreError(DeepRecallError):

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from deeprecall.errors import SandboxError
+from deeprecall.errors import SandboxError, SandboxHung
 from deeprecall.sandboxes.base import WorkerChannel
 
 PROTOCOL_VERSION = 1
@@ -92,7 +92,7 @@ class WorkerSession:
         self._next_id = 0
         self._inflight = 0
         self._servers = 0
-        self._calls: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._calls: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._clock = threading.Lock()
         self._dead: str | None = None
         self._last_activity = time.monotonic()
@@ -124,7 +124,7 @@ class WorkerSession:
         """Run one cell. The worker interrupts it at ``timeout`` (cell time, not
         counting host calls). If it does not answer within ``timeout`` + grace of
         its last sign of life, or by ``hard_deadline``, it is killed and this
-        raises ``SandboxError`` with ``hung=True``."""
+        raises ``SandboxHung``."""
         msg_id = self._send({"type": "exec", "code": code, "timeout": timeout})
         msg = self._wait("result", msg_id, timeout + max(2.0, timeout * 0.5), hard_deadline)
         return CellResult(stdout=str(msg.get("stdout", "")), stderr=str(msg.get("stderr", "")),
@@ -171,9 +171,7 @@ class WorkerSession:
             wait = idle_left if deadline is None else min(idle_left, deadline - now)
             if wait <= 0:
                 self.kill()
-                error = self._failure(f"the worker did not answer within {idle_timeout:.1f}s and was killed")
-                error.hung = True  # type: ignore[attr-defined]
-                raise error
+                raise self._failure(f"the worker did not answer within {idle_timeout:.1f}s and was killed", SandboxHung)
             try:
                 msg = self._responses.get(timeout=min(wait, 0.5))
             except queue.Empty:
@@ -212,6 +210,9 @@ class WorkerSession:
             pass
         self._dead = self._dead or "the worker exited"
         self._responses.put(None)
+        with self._clock:  # idle call threads exit now rather than after CALL_THREAD_IDLE (a cancelled query leaves none)
+            for _ in range(self._servers):
+                self._calls.put(None)
 
     def _dispatch_call(self, msg: dict[str, Any]) -> None:
         """Queue a call for the session's call threads, at most MAX_INFLIGHT_CALLS at once.
@@ -247,6 +248,10 @@ class WorkerSession:
                         self._servers -= 1
                         return
                 continue
+            if msg is None:  # the worker is gone: no more calls will come
+                with self._clock:
+                    self._servers -= 1
+                return
             try:
                 self._serve_one(msg)
             finally:
@@ -272,6 +277,6 @@ class WorkerSession:
             except SandboxError:
                 pass
 
-    def _failure(self, reason: str) -> SandboxError:
+    def _failure(self, reason: str, kind: type[SandboxError] = SandboxError) -> SandboxError:
         tail = self._channel.diagnostics().strip()
-        return SandboxError(f"sandbox worker failed: {reason}" + (f"\nworker stderr:\n{tail[-2000:]}" if tail else ""))
+        return kind(f"sandbox worker failed: {reason}" + (f"\nworker stderr:\n{tail[-2000:]}" if tail else ""))
