@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,7 +44,8 @@ from deeprecall.engine.prompts import (
     UNSUPPORTED_NOTE,
 )
 from deeprecall.engine.run import QueryRun
-from deeprecall.errors import QueryLimitExceeded, SandboxError
+from deeprecall.errors import SandboxError, SandboxHung
+from deeprecall.events import CellEnded, CellStarted, WorkerRestarted
 from deeprecall.sandboxes.protocol import CellResult, WorkerSession
 
 
@@ -107,7 +110,10 @@ class RootClient(BaseLM):
 
 
 class WorkerREPL(NonIsolatedEnv):
-    """An rlms environment whose REPL lives in a sandboxed worker process."""
+    """An rlms environment whose REPL lives in a sandboxed worker process.
+
+    Cancelling the query kills the worker at once (from the cancelling thread): a
+    running cell ends, and the query's thread finds the query cancelled."""
 
     def __init__(self, run: QueryRun, session: WorkerSession, *, restart: Any, cell_timeout: float) -> None:
         super().__init__(persistent=False, depth=1)
@@ -116,6 +122,8 @@ class WorkerREPL(NonIsolatedEnv):
         self._restart = restart
         self._restarts = 0
         self.cell_timeout = cell_timeout
+        self._session_lock = threading.Lock()
+        run.on_cancel(self.cleanup)
 
     def setup(self) -> None:
         return None
@@ -126,10 +134,16 @@ class WorkerREPL(NonIsolatedEnv):
     def execute_code(self, code: str) -> REPLResult:
         self.run.check()
         deadline = self.run.deadline
+        number, events = self.run.next_cell(), self.run.events
+        events.emit(CellStarted, cell=number, code=code)
+        started = time.monotonic()
         try:
             cell = self.session.execute(code, timeout=self.cell_timeout, hard_deadline=deadline)
         except SandboxError as e:
+            events.emit(CellEnded, cell=number, seconds=time.monotonic() - started, error=str(e).splitlines()[0])
             return self._after_failure(e)
+        events.emit(CellEnded, cell=number, stdout=cell.stdout, stderr=cell.stderr, seconds=time.monotonic() - started,
+                    error="timed out" if cell.timed_out else None)
         self.run.answer_state = cell.answer
         self.run.record_cell(code, cell.stdout + cell.stderr)
         self.run.check()  # a limit that tripped inside the cell ends the query now
@@ -140,15 +154,22 @@ class WorkerREPL(NonIsolatedEnv):
 
     def _after_failure(self, error: SandboxError) -> REPLResult:
         self.run.check()
-        if getattr(error, "hung", False):
-            message = f"a cell ignored its {self.cell_timeout:g}s timeout and its worker was killed"
-            raise QueryLimitExceeded("cell_timeout", message)
+        if isinstance(error, SandboxHung):
+            raise self.run.trip("cell_timeout", f"a cell ignored its {self.cell_timeout:g}s timeout and its worker "
+                                                "was killed")
         if self._restarts >= MAX_WORKER_RESTARTS:
             raise error
         self._restarts += 1
         self.session.kill()
-        self.session = self._restart()
-        note = (f"The REPL process died ({str(error).splitlines()[0]}). A fresh REPL was started: "
+        session = self._restart()
+        with self._session_lock:
+            self.session = session
+        if self.run.cancelled:  # cancelled while the replacement started: it must not outlive the query
+            session.kill()
+            self.run.check()
+        reason = str(error).splitlines()[0]
+        self.run.events.emit(WorkerRestarted, reason=reason)
+        note = (f"The REPL process died ({reason}). A fresh REPL was started: "
                 "variables from earlier cells are gone, `answer` was reset.")
         return REPLResult(stdout="", stderr=note, locals={})
 
@@ -159,7 +180,9 @@ class WorkerREPL(NonIsolatedEnv):
         self.run.answer_state = {**self.run.answer_state, "ready": False}
 
     def cleanup(self) -> None:
-        self.session.kill()
+        with self._session_lock:
+            session = self.session
+        session.kill()
 
 
 def to_repl_result(cell: CellResult) -> REPLResult:

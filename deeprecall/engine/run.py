@@ -5,21 +5,37 @@ engine share nothing mutable. Limits are counted under a lock, because the
 model's code may call tools from several threads and batches run in parallel.
 A tripped limit is remembered in ``stop`` and raised at the next spending
 action (an LLM call, a search, the end of a cell), so no work is lost mid-call.
+
+The run is also the query's one event emitter (``self.events``, see
+``deeprecall/events.py``): each fact is reported where it happens, once.
+``cancel()`` (a consumer who left) stops the query at once: no LLM call or
+search starts after it, and the hooks it runs kill the sandbox worker.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from deeprecall.config import DeepRecallConfig
 from deeprecall.engine.compaction import compact, target_for
+from deeprecall.engine.emitter import Emitter
 from deeprecall.engine.evidence import evidence_prompt
-from deeprecall.errors import ContextWindowExceeded, DeepRecallError, FilterError, ProviderError, QueryLimitExceeded
+from deeprecall.errors import (
+    ContextWindowExceeded,
+    DeepRecallError,
+    FilterError,
+    ProviderError,
+    QueryLimitExceeded,
+    redact,
+)
+from deeprecall.events import EventSink, LimitTripped, ModelDelta, ModelTurn, QueryStarted, SearchDone, SubCallDone, preview
 from deeprecall.providers.base import ChatModel, Completion, Message
 from deeprecall.results import ModelUsage, SearchCall, Source, Step, SubCall, Usage
 from deeprecall.sandboxes.protocol import ToolRefused
@@ -30,11 +46,13 @@ MAX_PROMPT_CHARS = 2_000_000
 MAX_BATCH = 200
 CUT_NOTE = ("\n\n[This reply was cut off at the output-token limit, so an unfinished code block in it did not run. "
             "Write shorter replies.]")
+CANCELLED = "cancelled"
 
 
 class QueryRun:
     def __init__(self, *, question: str, store: VectorStore, root: ChatModel, subs: list[ChatModel],
-                 config: DeepRecallConfig, enforced_filters: Filter | None, top_k: int) -> None:
+                 config: DeepRecallConfig, enforced_filters: Filter | None, top_k: int,
+                 sinks: Iterable[EventSink] = ()) -> None:
         self.question = question
         self.store = store
         self.root = root
@@ -56,6 +74,50 @@ class QueryRun:
         self._lock = threading.Lock()
         self._step_started = self.started
         self._step_open = False
+        self.events = Emitter(sinks, step=self._event_step, started=self.started)
+        self.query_id = self.events.query_id
+        self.cancelled = False
+        self._cancel_hooks: list[Callable[[], None]] = []
+        self._cells = 0
+
+    def _event_step(self) -> int:
+        """The turn an event belongs to: 0 until the first turn (the step ``ground()`` opens waits for it)."""
+        return 0 if self._step_open else len(self.steps)
+
+    def announce(self) -> None:
+        """Emit ``QueryStarted``: the question, the filters every search carries, the models, the limits."""
+        if not self.events.active:
+            return
+        cfg, store = self.config, self.context.get("store") or {}
+        limits = {"max_iterations": cfg.max_iterations, "max_search_calls": cfg.max_search_calls,
+                  "max_tokens": cfg.max_tokens, "max_seconds": cfg.max_seconds, "max_cost_usd": cfg.max_cost_usd,
+                  "top_k": self.top_k}
+        source = f"{store.get('kind', '')}:{store.get('collection', '')}" if store else ""
+        self.events.emit(QueryStarted, question=self.question, filters=self.enforced_filters,
+                         root_model=self.root.model_name, sub_models=list(self.subs), limits=limits,
+                         data_source=source, backend=cfg.backend, environment=cfg.environment)
+
+    # -- cancellation -------------------------------------------------------
+    def cancel(self) -> None:
+        """Stop the query now: every later LLM call, search and cell is refused, and the
+        hooks (the environment's: kill the worker) run. Safe from any thread, idempotent."""
+        with self._lock:
+            if self.cancelled:
+                return
+            self.cancelled = True
+            self.stop = QueryLimitExceeded(CANCELLED, "the query was cancelled by its caller")
+            hooks, self._cancel_hooks = self._cancel_hooks, []
+        self.events.emit(LimitTripped, reason=CANCELLED, message="the query was cancelled by its caller")
+        for hook in hooks:
+            hook()
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` when the query is cancelled (at once, if it already was)."""
+        with self._lock:
+            if not self.cancelled:
+                self._cancel_hooks.append(hook)
+                return
+        hook()
 
     @property
     def drafted_answer(self) -> str:
@@ -65,9 +127,11 @@ class QueryRun:
     # -- budget -----------------------------------------------------------
     def trip(self, reason: str, message: str) -> QueryLimitExceeded:
         with self._lock:
-            if self.stop is None:
-                self.stop = QueryLimitExceeded(reason, message)
-            return self.stop
+            if self.stop is not None:
+                return self.stop
+            stop = self.stop = QueryLimitExceeded(reason, message)
+        self.events.emit(LimitTripped, reason=reason, message=message)
+        return stop
 
     def check(self) -> None:
         """Raise the tripped limit, if any; trip max_seconds if time is up."""
@@ -96,23 +160,57 @@ class QueryRun:
         second overflow ends the query as ``context_window``), and a reply cut at the
         output limit carries a note saying so, which the model sees next turn."""
         self.check()
+        started = time.monotonic()
         try:
-            completion = self.root.complete(messages, timeout=self.seconds_left())
+            completion = self._call_root(messages)
         except ContextWindowExceeded as e:
-            completion = self._complete_compacted(messages, e)
+            messages = compact(messages, target_for(messages, e.prompt_tokens, e.window))
+            completion = self._complete_compacted(messages)
         self._meter(self.usage.root, completion)
+        self._turn_event(completion, messages, started)
         if completion.finish_reason == "length":
             completion = dataclasses.replace(completion, text=completion.text + CUT_NOTE)
         return completion
 
-    def _complete_compacted(self, messages: list[Message], error: ContextWindowExceeded) -> Completion:
+    def _complete_compacted(self, shorter: list[Message]) -> Completion:
         self.check()
-        shorter = compact(messages, target_for(messages, error.prompt_tokens, error.window))
         try:
-            return self.root.complete(shorter, timeout=self.seconds_left())
+            return self._call_root(shorter)
         except ContextWindowExceeded as e:
             raise self.trip("context_window", f"the history no longer fits the model's context window even "
                                               f"compacted: {e}") from None
+
+    def _call_root(self, messages: list[Message]) -> Completion:
+        """One root call. With a subscriber, the reply's text is streamed as ``ModelDelta`` events
+        (``on_delta`` is passed only then, so a plain ``query()`` keeps the non-streaming call); a
+        model that does not stream gives one delta with its whole reply."""
+        if not self.events.active:
+            return self.root.complete(messages, timeout=self.seconds_left())
+        streamed = False
+        name = self.root.model_name
+
+        def on_delta(text: str) -> None:
+            nonlocal streamed
+            if text:
+                streamed = True
+                self.events.emit(ModelDelta, model=name, text=text)
+
+        if streams(self.root):
+            completion = self.root.complete(messages, timeout=self.seconds_left(), on_delta=on_delta)  # type: ignore[call-arg]
+        else:
+            completion = self.root.complete(messages, timeout=self.seconds_left())
+        if not streamed:
+            on_delta(completion.text)
+        return completion
+
+    def _turn_event(self, completion: Completion, messages: list[Message], started: float,
+                    purpose: str = "turn") -> None:
+        if self.events.active:
+            self.events.emit(ModelTurn, model=completion.model or self.root.model_name, text=completion.text,
+                             input_tokens=completion.input_tokens, output_tokens=completion.output_tokens,
+                             cost_usd=completion.cost_usd, finish_reason=completion.finish_reason,
+                             seconds=time.monotonic() - started, prompt=[dict(m) for m in messages],
+                             provider=provider_of(self.root), purpose=purpose)
 
     def evidence(self) -> list[Source]:
         """What the query retrieved, best first: the question's own hits in their order (scores
@@ -124,11 +222,13 @@ class QueryRun:
     def answer_from_evidence(self) -> str:
         """One root call answering from the documents retrieved so far: the floor under
         a query whose loop ended with no answer. "" when there is nothing to answer from."""
-        if not self.sources:
+        if not self.sources or self.cancelled:
             return ""
-        prompt = evidence_prompt(self.question, self.evidence())
-        completion = self.root.complete([{"role": "user", "content": prompt}], timeout=self.seconds_left())
+        messages: list[Message] = [{"role": "user", "content": evidence_prompt(self.question, self.evidence())}]
+        started = time.monotonic()
+        completion = self._call_root(messages)
         self._meter(self.usage.root, completion)
+        self._turn_event(completion, messages, started, purpose="evidence")
         return completion.text.strip()
 
     def complete_sub(self, prompt: str, model: ChatModel) -> str:
@@ -137,11 +237,11 @@ class QueryRun:
         try:
             completion = model.complete([{"role": "user", "content": prompt}], timeout=self.seconds_left())
         except ProviderError as e:
-            self._record_sub(SubCall(model.model_name, prompt, "", 0, 0, time.monotonic() - started, str(e)))
+            self._record_sub(SubCall(model.model_name, prompt, "", 0, 0, time.monotonic() - started, str(e)), model)
             raise
         self._meter(self.usage.sub, completion)
         self._record_sub(SubCall(model.model_name, prompt, completion.text, completion.input_tokens,
-                                 completion.output_tokens, time.monotonic() - started))
+                                 completion.output_tokens, time.monotonic() - started), model, completion.cost_usd)
         return completion.text
 
     # -- steps ------------------------------------------------------------
@@ -170,9 +270,20 @@ class QueryRun:
             step.code.append(code)
             step.output = f"{step.output}\n{output}" if step.output else output
 
-    def _record_sub(self, call: SubCall) -> None:
+    def _record_sub(self, call: SubCall, model: ChatModel, cost_usd: float | None = None) -> None:
         with self._lock:
             self._current_step().sub_calls.append(call)
+        if self.events.active:
+            self.events.emit(SubCallDone, model=call.model, prompt_preview=preview(call.prompt),
+                             response_preview=preview(call.response), input_tokens=call.input_tokens,
+                             output_tokens=call.output_tokens, cost_usd=cost_usd, ms=call.seconds * 1000,
+                             error=call.error, provider=provider_of(model))
+
+    def next_cell(self) -> int:
+        """The query's next cell number (1-based), for ``CellStarted``/``CellEnded``."""
+        with self._lock:
+            self._cells += 1
+            return self._cells
 
     def cited_sources(self) -> list[Source]:
         """The retrieved documents the model named in ``answer["sources"]`` (it cannot cite one it never saw)."""
@@ -233,16 +344,32 @@ class QueryRun:
         return self._run_search(query, k, model_filters)
 
     def _run_search(self, query: str, k: int, model_filters: Filter | None) -> list[dict[str, Any]]:
+        """One search with the enforced filters ANDed in. A failed search is recorded (with its
+        error) and reported before the error goes on to the model or the caller."""
+        effective = filter_language.combine(self.enforced_filters, model_filters)
         started = time.monotonic()
-        hits = self.store.search(query, k, filter_language.combine(self.enforced_filters, model_filters))
+        try:
+            hits = self.store.search(query, k, effective)
+        except Exception as e:
+            error = redact(f"{type(e).__name__}: {e}")[:500]
+            self._record_search(SearchCall(query, k, model_filters, [], time.monotonic() - started, error), effective)
+            raise
         record = SearchCall(query, k, model_filters, [h.id for h in hits], time.monotonic() - started)
         with self._lock:
-            self._current_step().searches.append(record)
             for hit in hits:
                 known = self.sources.get(hit.id)
                 if known is None or hit.score > known.score:
                     self.sources[hit.id] = Source.from_hit(hit)
+        self._record_search(record, effective, [h.score for h in hits])
         return [h.to_dict() for h in hits]
+
+    def _record_search(self, record: SearchCall, effective: Filter | None, scores: list[float] | None = None) -> None:
+        with self._lock:
+            self._current_step().searches.append(record)
+        if self.events.active:
+            self.events.emit(SearchDone, query=record.query, top_k=record.top_k, filters=effective,
+                             hit_ids=record.result_ids, scores=scores or [], ms=record.seconds * 1000,
+                             error=record.error)
 
     def _pick_model(self, name: Any) -> ChatModel:
         if name is None:
@@ -279,3 +406,23 @@ class QueryRun:
 
         with ThreadPoolExecutor(max_workers=min(len(prompts), self.config.sub_concurrency)) as pool:
             return list(pool.map(one, prompts))
+
+
+@functools.lru_cache(maxsize=256)
+def _streams(cls: type) -> bool:
+    try:
+        params = inspect.signature(getattr(cls, "complete")).parameters  # noqa: B009 - a class, not a ChatModel
+    except (TypeError, ValueError):
+        return False
+    return "on_delta" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def streams(model: ChatModel) -> bool:
+    """Whether ``model.complete`` takes ``on_delta`` (read once per model class)."""
+    return _streams(type(model))
+
+
+def provider_of(model: ChatModel) -> str:
+    """The provider label a model carries (``openai``, ``vllm``...), "" if it names none."""
+    value = getattr(model, "provider", "")
+    return value if isinstance(value, str) else ""
