@@ -126,6 +126,9 @@ class TraceFile:
 
     # -- events -------------------------------------------------------------
     def _on_turn(self, event: ModelTurn) -> None:
+        if event.purpose == "evidence":  # the extra answer-from-documents call: part of the last step, not a turn
+            self._place(_evidence_call(event), "evidence_calls")
+            return
         start = max(0.0, event.t - event.seconds)
         self._flush(start)
         self._count += 1
@@ -174,7 +177,8 @@ class TraceFile:
             self._turn.entry["final_answer"] = event.answer
         self._flush(event.t)
         closing = dict(self.config)
-        closing[KEY] = {**self.config[KEY], "result": _result(event)}
+        leftovers = {kind: records for kind, records in self._loose.items() if records}  # a query with no turn
+        closing[KEY] = {**self.config[KEY], **leftovers, "result": _result(event)}
         self._write({"type": "metadata", "timestamp": self._stamp(event.t), **closing})
 
     # -- lines ----------------------------------------------------------------
@@ -225,7 +229,13 @@ _HANDLERS: dict[type, Any] = {
 
 
 def _loose() -> dict[str, list[dict[str, Any]]]:
-    return {"searches": [], "sub_calls": [], "notes": []}
+    return {"searches": [], "sub_calls": [], "notes": [], "evidence_calls": []}
+
+
+def _evidence_call(event: ModelTurn) -> dict[str, Any]:
+    return {"step": event.step, "t": round(event.t, 4), "model": event.model, "provider": event.provider,
+            "text": event.text, "input_tokens": event.input_tokens, "output_tokens": event.output_tokens,
+            "cost_usd": event.cost_usd, "seconds": event.seconds}
 
 
 def _safe(value: Any) -> Any:
@@ -248,7 +258,7 @@ def _config(started: QueryStarted) -> dict[str, Any]:
 
 def _iteration(number: int, stamp: str, turn: ModelTurn | None, *, step: int = 0) -> dict[str, Any]:
     """An rlms ``RLMIteration`` line; ``prompt`` is the message list rlms's viewer iterates (``[]`` if not given)."""
-    ours: dict[str, Any] = {"step": step, "model_turn": turn is not None, "searches": [], "sub_calls": [], "notes": []}
+    ours: dict[str, Any] = {"step": step, "model_turn": turn is not None, **_loose()}
     if turn is not None:
         ours.update(step=turn.step, t=round(turn.t, 4), model=turn.model, provider=turn.provider,
                     input_tokens=turn.input_tokens, output_tokens=turn.output_tokens, cost_usd=turn.cost_usd,

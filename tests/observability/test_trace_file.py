@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-import deeprecall.engine.rlm_adapter  # noqa: F401  imports rlms with its load_dotenv() silenced, as the engine does
 from deeprecall.errors import ConfigError
 from deeprecall.observability import trace_file
 from deeprecall.observability.trace_file import KEY, TraceDir, read_trace
@@ -51,8 +50,9 @@ def test_names_sort_by_start_time() -> None:
 
 def test_rlms_own_types_rebuild_every_line(tmp_path: Path) -> None:
     """Our lines minus DeepRecall's keys are exactly what rlms's logger writes for the same run."""
-    from rlm.core.types import CodeBlock, REPLResult, RLMChatCompletion, RLMIteration, RLMMetadata
-
+    types = rlms_types()
+    CodeBlock, REPLResult, RLMChatCompletion = types.CodeBlock, types.REPLResult, types.RLMChatCompletion
+    RLMIteration, RLMMetadata = types.RLMIteration, types.RLMMetadata
     opening, *iterations, closing = lines(write(tmp_path, sample_events()))
     for meta in (opening, closing):
         fields = {k: v for k, v in meta.items() if k not in ("type", "timestamp", KEY)}
@@ -65,6 +65,19 @@ def test_rlms_own_types_rebuild_every_line(tmp_path: Path) -> None:
         rebuilt = RLMIteration(prompt=line["prompt"], response=line["response"], code_blocks=blocks,
                                final_answer=line["final_answer"], iteration_time=line["iteration_time"]).to_dict()
         assert rebuilt == _without_ours(line)
+
+
+def rlms_types() -> Any:
+    """``rlm.core.types``, imported with rlms's ``load_dotenv()`` silenced as the engine does (not through the engine)."""
+    import dotenv
+
+    original = dotenv.load_dotenv
+    dotenv.load_dotenv = lambda *args, **kwargs: False
+    try:
+        from rlm.core import types
+    finally:
+        dotenv.load_dotenv = original
+    return types
 
 
 def _without_ours(line: dict[str, Any]) -> dict[str, Any]:
@@ -173,3 +186,24 @@ def test_a_failing_disk_stops_the_trace_not_the_query(tmp_path: Path) -> None:
     for event in events[1:]:
         sink(event)  # no exception reaches the emitter
     assert sink.path_of(QID) is None
+
+
+def test_the_evidence_call_belongs_to_the_last_step_not_a_new_iteration(tmp_path: Path) -> None:
+    from deeprecall.events import ModelTurn
+
+    events = sample_events()
+    evidence = ModelTurn(query_id=QID, t=1.22, step=2, model="root-model", text="From the documents: 12%.",
+                         input_tokens=900, output_tokens=9, purpose="evidence")
+    events.insert(-1, evidence)
+    *_, last, _ = lines(write(tmp_path, events))
+    assert [c["text"] for c in last[KEY]["evidence_calls"]] == ["From the documents: 12%."]
+    assert last[KEY]["input_tokens"] == 1500  # the turn's own call, untouched
+
+
+def test_a_query_with_no_turn_keeps_its_search_on_the_closing_line(tmp_path: Path) -> None:
+    from tests.observability.sample import answer_event
+
+    started, search = sample_events()[:2]
+    _, closing = lines(write(tmp_path, [started, search, answer_event(error="llm_error")]))
+    assert [s["hit_ids"] for s in closing[KEY]["searches"]] == [["doc0", "doc1"]]
+    assert closing[KEY]["result"]["error"] == "llm_error"
