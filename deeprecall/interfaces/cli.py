@@ -37,6 +37,7 @@ PLUGGED_COMMANDS = {
     "providers": "deeprecall.interfaces.cli_providers",
     "doctor": "deeprecall.interfaces.cli_doctor",
     "models": "deeprecall.interfaces.cli_models",
+    "trace": "deeprecall.interfaces.cli_trace",
 }
 
 

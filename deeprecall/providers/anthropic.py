@@ -7,16 +7,23 @@ speaking the same protocol (a proxy, or DeepRecall's scripted test server).
 
 The messages API differs from chat completions in three ways this file handles:
 the system prompt is a separate field, ``max_tokens`` is required, and the
-conversation must start with a user turn and alternate.
+conversation must start with a user turn and alternate. ``SHAPE`` at the end is
+everything the registry, the factory and the pool need to know about this shape.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deeprecall.errors import ProviderError
+from deeprecall.providers.adapter import ChatAdapter
 from deeprecall.providers.base import Completion, Message, map_sdk_error
 from deeprecall.providers.pricing import CostModel
+from deeprecall.providers.shapes import ApiShape
+
+if TYPE_CHECKING:
+    from deeprecall.providers.base import ChatModel
+    from deeprecall.providers.endpoint import Endpoint
 
 DEFAULT_MAX_TOKENS = 4096  # every Claude model accepts this; raise it with backend_kwargs["max_tokens"]
 
@@ -40,7 +47,7 @@ def to_anthropic(messages: list[Message]) -> tuple[str | None, list[dict[str, st
     return system, turns
 
 
-class AnthropicChatModel:
+class AnthropicChatModel(ChatAdapter):
     """A Claude model (or any server speaking Anthropic's messages API)."""
 
     def __init__(
@@ -58,13 +65,9 @@ class AnthropicChatModel:
     ) -> None:
         import anthropic
 
-        self.model_name = model_name
-        self.base_url = base_url
+        super().__init__(model_name, provider="anthropic", base_url=base_url, api_key=api_key,
+                         default_headers=default_headers, sampling_args=sampling_args, cost=cost)
         self.max_tokens = int(max_tokens)
-        self._secrets = [s for s in [api_key, *(default_headers or {}).values()] if s]
-        self._sampling = dict(sampling_args or {})
-        self._cost = cost or CostModel(None)
-        self.has_price = self._cost.has_price
         self._client = anthropic.Anthropic(
             api_key=api_key,
             base_url=base_url,
@@ -73,46 +76,57 @@ class AnthropicChatModel:
             default_headers=default_headers,
         )
 
-    def __repr__(self) -> str:
-        return f"AnthropicChatModel(model_name={self.model_name!r}, base_url={self.base_url!r})"
-
-    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
-        import anthropic
-
+    def _request(self, messages: list[Message], timeout: float | None) -> dict[str, Any]:
         system, turns = to_anthropic(messages)
-        options: dict[str, Any] = {**self._sampling}
+        request: dict[str, Any] = {"model": self.model_name, "max_tokens": self.max_tokens, "messages": turns,
+                                   **self._sampling}
         if system:
-            options["system"] = system
+            request["system"] = system
         if timeout is not None:
-            options["timeout"] = timeout
-        where = f"anthropic:{self.model_name}"
-        try:
-            response = self._client.messages.create(
-                model=self.model_name,
-                max_tokens=self.max_tokens,
-                messages=turns,  # type: ignore[arg-type]
-                **options,
-            )
-        except (anthropic.AnthropicError, ValueError) as e:
-            raise map_sdk_error(anthropic, e, where, self.base_url or "Anthropic", self._secrets) from None
+            request["timeout"] = timeout
+        return request
+
+    def _complete(self, messages: list[Message], timeout: float | None) -> Completion:
+        response = self._client.messages.create(**self._request(messages, timeout))
         blocks = getattr(response, "content", None)
         if not isinstance(blocks, list):
-            raise ProviderError(f"{where}: the server returned no content", retryable=True)
+            raise ProviderError(f"{self._where}: the server returned no content", retryable=True)
         text = "".join(getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", "") == "text")
         usage = getattr(response, "usage", None)
-        inp = (
-            int(getattr(usage, "input_tokens", 0) or 0)
-            + int(getattr(usage, "cache_read_input_tokens", 0) or 0)
-            + int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
-        )
-        out = int(getattr(usage, "output_tokens", 0) or 0)
-        return Completion(
-            text=text,
-            model=self.model_name,
-            input_tokens=inp,
-            output_tokens=out,
-            cost_usd=self._cost.cost(inp, out, usage),
-        )
+        return self._completion(text, _input_tokens(usage), int(getattr(usage, "output_tokens", 0) or 0), usage)
+
+    def _map_error(self, error: Exception) -> ProviderError | None:
+        import anthropic
+
+        if not isinstance(error, (anthropic.AnthropicError, ValueError)):
+            return None
+        return map_sdk_error(anthropic, error, self._where, self.base_url or "Anthropic", self._secrets)
 
     def close(self) -> None:
         self._client.close()
+
+
+def _input_tokens(usage: Any) -> int:
+    """Input tokens, cache reads and writes included (each is billed as input)."""
+    return (int(getattr(usage, "input_tokens", 0) or 0) + int(getattr(usage, "cache_read_input_tokens", 0) or 0)
+            + int(getattr(usage, "cache_creation_input_tokens", 0) or 0))
+
+
+def _build(ep: Endpoint) -> ChatModel:
+    o = ep.options
+    return AnthropicChatModel(ep.model, api_key=ep.api_key, base_url=ep.base_url, timeout=ep.timeout,
+                              max_retries=ep.max_retries, max_tokens=int(o.get("max_tokens") or DEFAULT_MAX_TOKENS),
+                              default_headers=o.get("default_headers"), sampling_args=o.get("sampling_args"),
+                              cost=ep.cost)
+
+
+def _litellm_params(ep: Endpoint) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": f"anthropic/{ep.model}", "api_key": ep.api_key, "api_base": ep.base_url,
+                              "max_tokens": int(ep.options.get("max_tokens") or DEFAULT_MAX_TOKENS)}
+    if ep.options.get("default_headers"):
+        params["extra_headers"] = dict(ep.options["default_headers"])
+    return params
+
+
+SHAPE = ApiShape("anthropic", build=_build, litellm_params=_litellm_params, options=frozenset({"max_tokens"}),
+                 knows_url=True)

@@ -2,9 +2,11 @@
 
 This is where configuration errors are raised, all before any network call:
 an unknown backend, a missing ``model_name``, a missing key (naming the env
-var), a key of the wrong shape, an unknown kwarg. The adapters and the pool
-both build from an ``Endpoint``, so a backend means the same thing alone and
-inside a pool.
+var), a key of the wrong shape, an unknown kwarg. What differs between API
+shapes (their options, whether they need a URL or a key, their env vars) is
+asked of the row's ``ApiShape`` (``shapes.py``); nothing here branches on a
+shape's name. The adapters and the pool both build from an ``Endpoint``, so a
+backend means the same thing alone and inside a pool.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from deeprecall.errors import ConfigError, MissingAPIKeyError
 from deeprecall.providers.pricing import CostModel, parse_pricing, table_price
 from deeprecall.providers.registry import ProviderSpec, key_format_problem, normalize_model_name, require_provider
+from deeprecall.providers.shapes import ApiShape, shape_for
 
 COMMON_OPTIONS = frozenset(
     {
@@ -31,14 +34,6 @@ COMMON_OPTIONS = frozenset(
         "price_model",
     }
 )
-ADAPTER_OPTIONS: dict[str, frozenset[str]] = {
-    "openai": frozenset({"organization"}),
-    "anthropic": frozenset({"max_tokens"}),
-    "gemini": frozenset({"vertexai", "project", "location"}),
-    "azure": frozenset({"api_version", "deployment"}),
-}
-PROVIDER_OPTIONS: dict[str, frozenset[str]] = {"portkey": frozenset({"virtual_key", "config"})}
-AZURE_DEFAULT_API_VERSION = "2024-10-21"
 
 
 @dataclass(frozen=True)
@@ -53,6 +48,10 @@ class Endpoint:
     cost: CostModel = field(default_factory=lambda: CostModel(None))
     timeout: float = 120.0
     max_retries: int = 2
+
+    @property
+    def shape(self) -> ApiShape:
+        return shape_for(self.spec.adapter)
 
 
 def _env(*names: str) -> str | None:
@@ -84,10 +83,11 @@ def _cost(spec: ProviderSpec, model: str, options: dict[str, Any]) -> CostModel:
 def resolve_endpoint(backend: str, backend_kwargs: dict[str, Any]) -> Endpoint:
     """Check ``backend_kwargs`` against the provider row and fill in env vars and defaults."""
     spec = require_provider(backend)
+    shape = shape_for(spec.adapter)
+    if shape.resolve is not None:
+        return shape.resolve(spec, dict(backend_kwargs))
     options = dict(backend_kwargs)
-    allowed = (
-        COMMON_OPTIONS | ADAPTER_OPTIONS.get(spec.adapter, frozenset()) | PROVIDER_OPTIONS.get(spec.id, frozenset())
-    )
+    allowed = COMMON_OPTIONS | shape.options_for(spec)
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ConfigError(f"backend '{spec.id}' does not take {unknown}; allowed backend_kwargs: {sorted(allowed)}")
@@ -100,12 +100,12 @@ def resolve_endpoint(backend: str, backend_kwargs: dict[str, Any]) -> Endpoint:
         )
     model = normalize_model_name(spec, model)
     base_url = _base_url(spec, options.pop("base_url", None))
-    if base_url is None and spec.connection == "byok" and spec.adapter not in ("anthropic", "gemini"):
+    if base_url is None and spec.connection == "byok" and not shape.knows_url:
         env = f" or set {spec.base_url_env_var}" if spec.base_url_env_var else ""
         raise ConfigError(f"backend '{spec.id}' needs backend_kwargs['base_url']{env}")
-    vertex = spec.adapter == "gemini" and _vertex_mode(options)
+    needs_key = shape.needs_key(options)
     api_key = options.pop("api_key", None) or _env(*spec.api_key_env_vars)
-    if not api_key and spec.requires_api_key and not vertex:
+    if not api_key and spec.requires_api_key and needs_key:
         raise MissingAPIKeyError(
             f"backend '{spec.id}' needs an API key: set {' or '.join(spec.api_key_env_vars)} "
             f"or pass backend_kwargs={{'api_key': ...}}"
@@ -117,30 +117,10 @@ def resolve_endpoint(backend: str, backend_kwargs: dict[str, Any]) -> Endpoint:
             raise ConfigError(
                 f"backend '{spec.id}': {problem}. Check {' / '.join(spec.api_key_env_vars) or 'api_key'}."
             )
-    if vertex:
-        options["vertexai"] = True
-        options["project"] = options.get("project") or _env("GOOGLE_CLOUD_PROJECT")
-        options["location"] = options.get("location") or _env("GOOGLE_CLOUD_LOCATION") or "us-central1"
-        if not options["project"]:
-            raise ConfigError("Gemini on Vertex AI needs backend_kwargs['project'] or GOOGLE_CLOUD_PROJECT")
-    if spec.adapter == "azure":
-        options["api_version"] = (
-            options.get("api_version")
-            or _env("OPENAI_API_VERSION", "AZURE_OPENAI_API_VERSION")
-            or AZURE_DEFAULT_API_VERSION
-        )
-    if spec.id == "openai" and not options.get("organization") and _env("OPENAI_ORG_ID"):
-        options["organization"] = _env("OPENAI_ORG_ID")
+    shape.settle(spec, options)
     cost = _cost(spec, model, options)
     timeout = float(options.pop("timeout", 120.0))
     max_retries = int(options.pop("max_retries", 2))
     for key in ("pricing", "price_model"):
         options.pop(key, None)
     return Endpoint(spec, model, base_url, api_key, options, cost, timeout, max_retries)
-
-
-def _vertex_mode(options: dict[str, Any]) -> bool:
-    flag = options.get("vertexai")
-    if flag is None:
-        flag = bool(options.get("project")) or os.environ.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true")
-    return bool(flag)

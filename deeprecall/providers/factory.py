@@ -1,13 +1,14 @@
 """Turn ``(backend, backend_kwargs)`` into a ``ChatModel``.
 
-This is the one place that knows which backend value maps to which adapter:
-any registry id or alias (see ``registry.PROVIDERS``), plus three composite
-backends: ``litellm`` (any litellm model string), ``pool`` (several backends
-on LiteLLM's Router) and ``hybrid`` (a reasoner and an executor). ``auto``
-infers the provider from a ``provider/model`` name. ``llama-cpp`` without a
-server URL runs the model in this process (``llama_cpp_local``). Adapters are imported
-lazily so a missing SDK only matters when that backend is chosen. Every
-configuration error is raised here, before any network call.
+A backend value is a registry id or alias (see ``registry.PROVIDERS``; the row's
+``ApiShape`` builds the adapter, ``shapes.py``), ``litellm`` (a row too, whose shape
+takes any litellm model string), or one of the composites: ``pool`` (several
+backends on LiteLLM's Router, ``router_pool``) and ``hybrid`` (a reasoner and an
+executor, ``reasoner_executor``). ``auto`` infers the provider from a
+``provider/model`` name. ``llama-cpp`` without a server URL runs the model in
+this process (``llama_cpp_local``). Adapters are imported lazily so a missing SDK
+only matters when that backend is chosen. Every configuration error is raised
+here, before any network call.
 """
 
 from __future__ import annotations
@@ -19,12 +20,8 @@ from deeprecall.errors import ConfigError
 from deeprecall.providers.base import ChatModel
 from deeprecall.providers.endpoint import Endpoint, resolve_endpoint
 from deeprecall.providers.registry import PROVIDERS, get_provider, infer_provider
-from deeprecall.providers.wire import openai_extra_body, openai_headers
 
 COMPOSITE = ("litellm", "pool", "hybrid", "auto")
-LITELLM_OPTIONS = frozenset(
-    {"model", "model_name", "api_key", "base_url", "timeout", "max_retries", "sampling_args", "pricing", "extra"}
-)
 
 
 def known_backends() -> list[str]:
@@ -40,16 +37,13 @@ def build_chat_model(backend: str, backend_kwargs: dict[str, Any] | None = None)
     kwargs = dict(backend_kwargs or {})
     name = backend.strip().lower()
     if name == "pool":
-        from deeprecall.providers.pool import PoolChatModel
+        from deeprecall.providers.router_pool import PoolChatModel
 
         return PoolChatModel(kwargs)
     if name == "hybrid":
-        from deeprecall.providers.hybrid import HybridChatModel, split_hybrid
+        from deeprecall.providers.reasoner_executor import build_hybrid
 
-        (rb, rk), (eb, ek) = split_hybrid(kwargs)
-        return HybridChatModel(build_chat_model(rb, rk), build_chat_model(eb, ek))
-    if name == "litellm":
-        return _build_litellm(kwargs)
+        return build_hybrid(kwargs, build_chat_model)
     if name == "auto":
         spec = infer_provider(str(kwargs.get("model_name", "")))
         if spec is None:
@@ -71,68 +65,5 @@ def runs_in_process(backend: str, kwargs: dict[str, Any]) -> bool:
 
 
 def build_from_endpoint(ep: Endpoint) -> ChatModel:
-    """The adapter for an already-resolved endpoint."""
-    o = ep.options
-    common: dict[str, Any] = {
-        "timeout": ep.timeout,
-        "max_retries": ep.max_retries,
-        "sampling_args": o.get("sampling_args"),
-        "cost": ep.cost,
-    }
-    if ep.spec.adapter == "anthropic":
-        from deeprecall.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicChatModel
-
-        return AnthropicChatModel(
-            ep.model,
-            api_key=ep.api_key,
-            base_url=ep.base_url,
-            default_headers=o.get("default_headers"),
-            max_tokens=int(o.get("max_tokens") or DEFAULT_MAX_TOKENS),
-            **common,
-        )
-    if ep.spec.adapter == "gemini":
-        from deeprecall.providers.gemini import GeminiChatModel
-
-        vertex = bool(o.get("vertexai"))
-        base_url = None if vertex and ep.base_url == ep.spec.default_base_url else ep.base_url
-        return GeminiChatModel(
-            ep.model,
-            api_key=None if vertex else ep.api_key,
-            base_url=base_url,
-            vertexai=vertex,
-            project=o.get("project"),
-            location=o.get("location"),
-            default_headers=o.get("default_headers"),
-            **common,
-        )
-    if ep.spec.adapter == "litellm":
-        return _build_litellm({"model_name": ep.model, "api_key": ep.api_key, "base_url": ep.base_url})
-    from deeprecall.providers.openai_compat import OpenAIChatModel
-
-    return OpenAIChatModel(
-        ep.model,
-        api_key=ep.api_key,
-        base_url=ep.base_url,
-        default_headers=openai_headers(ep) or None,
-        organization=o.get("organization"),
-        extra_body=openai_extra_body(ep),
-        azure_api_version=o.get("api_version") if ep.spec.adapter == "azure" else None,
-        provider=ep.spec.id,
-        **common,
-    )
-
-
-def _build_litellm(kwargs: dict[str, Any]) -> ChatModel:
-    unknown = sorted(set(kwargs) - LITELLM_OPTIONS)
-    if unknown:
-        raise ConfigError(
-            f"backend 'litellm' does not take {unknown}; allowed: {sorted(LITELLM_OPTIONS)} "
-            "(put other litellm.completion arguments under 'extra')"
-        )
-    model = kwargs.pop("model_name", None) or kwargs.pop("model", None)
-    kwargs.pop("model", None)
-    if not model:
-        raise ConfigError("backend 'litellm' needs 'model_name', e.g. {'model_name': 'groq/llama-3.3-70b-versatile'}")
-    from deeprecall.providers.litellm_model import LiteLLMChatModel
-
-    return LiteLLMChatModel(str(model), **kwargs)
+    """The adapter for an already-resolved endpoint: its shape builds it."""
+    return ep.shape.build(ep)

@@ -7,16 +7,25 @@ Credentials), which raw HTTP would have to reimplement with google-auth.
 ``base_url`` points it at any server speaking the same protocol.
 
 Conversion: ``system`` messages become ``system_instruction``; ``assistant``
-becomes role ``model``.
+becomes role ``model``. ``SHAPE`` at the end holds the rest: Vertex AI options
+and their env vars, the adapter, the litellm deployment a pool routes to.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
-from deeprecall.errors import ProviderError, redact
+from deeprecall.errors import ConfigError, ProviderError, redact
+from deeprecall.providers.adapter import ChatAdapter
 from deeprecall.providers.base import Completion, Message, is_transport_error, retryable_status
 from deeprecall.providers.pricing import CostModel
+from deeprecall.providers.shapes import ApiShape
+
+if TYPE_CHECKING:
+    from deeprecall.providers.base import ChatModel
+    from deeprecall.providers.endpoint import Endpoint
+    from deeprecall.providers.registry import ProviderSpec
 
 
 def to_gemini(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
@@ -33,7 +42,7 @@ def to_gemini(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]
     return system, contents
 
 
-class GeminiChatModel:
+class GeminiChatModel(ChatAdapter):
     """A Gemini model via AI Studio (API key) or Vertex AI (project, location)."""
 
     def __init__(
@@ -54,13 +63,9 @@ class GeminiChatModel:
         from google import genai
         from google.genai import types
 
-        self.model_name = model_name
-        self.base_url = base_url
+        super().__init__(model_name, provider="gemini", base_url=base_url, api_key=api_key,
+                         default_headers=default_headers, sampling_args=sampling_args, cost=cost)
         self.vertexai = vertexai
-        self._secrets = [s for s in [api_key, *(default_headers or {}).values()] if s]
-        self._sampling = dict(sampling_args or {})
-        self._cost = cost or CostModel(None)
-        self.has_price = self._cost.has_price
         retry = types.HttpRetryOptions(attempts=max_retries + 1) if max_retries > 0 else None
         http_options = types.HttpOptions(
             base_url=base_url, timeout=int(timeout * 1000), headers=default_headers, retry_options=retry
@@ -74,9 +79,8 @@ class GeminiChatModel:
         mode = "vertex" if self.vertexai else "ai-studio"
         return f"GeminiChatModel(model_name={self.model_name!r}, mode={mode!r}, base_url={self.base_url!r})"
 
-    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
-        from google.auth.exceptions import GoogleAuthError
-        from google.genai import errors, types
+    def _request(self, messages: list[Message], timeout: float | None) -> dict[str, Any]:
+        from google.genai import types
 
         system, contents = to_gemini(messages)
         config: dict[str, Any] = {**self._sampling}
@@ -84,46 +88,96 @@ class GeminiChatModel:
             config["system_instruction"] = system
         if timeout is not None:
             config["http_options"] = types.HttpOptions(timeout=int(timeout * 1000))
-        where = f"gemini:{self.model_name}"
-        try:
-            response = self._client.models.generate_content(
-                model=self.model_name,
-                contents=contents,
-                config=types.GenerateContentConfig(**config),
-            )
-        except errors.APIError as e:
-            status = int(e.code) if isinstance(e.code, int) else None
-            raise ProviderError(
-                f"{where}: HTTP {status}: {redact(str(e.message or e), self._secrets)}",
-                retryable=retryable_status(status),
-                status=status,
-            ) from None
-        except GoogleAuthError as e:
-            raise ProviderError(
-                f"{where}: Vertex AI credentials: {type(e).__name__}; run `gcloud auth application-default login` "
-                "or set GOOGLE_APPLICATION_CREDENTIALS"
-            ) from None
-        except (ValueError, TypeError) as e:  # the SDK's pydantic parsing of a malformed body
-            raise ProviderError(f"{where}: malformed response: {type(e).__name__}", retryable=True) from None
-        except Exception as e:
-            if not is_transport_error(e):
-                raise
-            raise ProviderError(
-                f"{where}: {type(e).__name__}: cannot reach {self.base_url or 'Google'}", retryable=True
-            ) from None
+        return {"model": self.model_name, "contents": contents, "config": types.GenerateContentConfig(**config)}
+
+    def _complete(self, messages: list[Message], timeout: float | None) -> Completion:
+        response = self._client.models.generate_content(**self._request(messages, timeout))
         candidates = getattr(response, "candidates", None)
         if not candidates:
-            raise ProviderError(f"{where}: the server returned no candidates", retryable=True)
-        parts = getattr(getattr(candidates[0], "content", None), "parts", None) or []
-        text = "".join(p.text or "" for p in parts if not getattr(p, "thought", False))
+            raise ProviderError(f"{self._where}: the server returned no candidates", retryable=True)
         usage = getattr(response, "usage_metadata", None)
-        inp = int(getattr(usage, "prompt_token_count", 0) or 0)
-        out = int(getattr(usage, "candidates_token_count", 0) or 0) + int(
-            getattr(usage, "thoughts_token_count", 0) or 0
-        )
-        return Completion(
-            text=text, model=self.model_name, input_tokens=inp, output_tokens=out, cost_usd=self._cost.cost(inp, out)
-        )
+        return self._completion(_text(candidates[0]), *_tokens(usage))
+
+    def _map_error(self, error: Exception) -> ProviderError | None:
+        from google.auth.exceptions import GoogleAuthError
+        from google.genai import errors
+
+        if isinstance(error, errors.APIError):
+            status = int(error.code) if isinstance(error.code, int) else None
+            return ProviderError(f"{self._where}: HTTP {status}: {redact(str(error.message or error), self._secrets)}",
+                                 retryable=retryable_status(status), status=status)
+        if isinstance(error, GoogleAuthError):
+            return ProviderError(f"{self._where}: Vertex AI credentials: {type(error).__name__}; run "
+                                 "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
+        if isinstance(error, (ValueError, TypeError)):  # the SDK's pydantic parsing of a malformed body
+            return ProviderError(f"{self._where}: malformed response: {type(error).__name__}", retryable=True)
+        if is_transport_error(error):
+            return ProviderError(f"{self._where}: {type(error).__name__}: cannot reach {self.base_url or 'Google'}",
+                                 retryable=True)
+        return None
 
     def close(self) -> None:
         self._client.close()
+
+
+def _text(candidate: Any) -> str:
+    """The answer's text: every part except the model's thoughts."""
+    parts = getattr(getattr(candidate, "content", None), "parts", None) or []
+    return "".join(p.text or "" for p in parts if not getattr(p, "thought", False))
+
+
+def _tokens(usage: Any) -> tuple[int, int]:
+    """Input and output tokens; thinking tokens are billed as output."""
+    out = int(getattr(usage, "candidates_token_count", 0) or 0) + int(getattr(usage, "thoughts_token_count", 0) or 0)
+    return int(getattr(usage, "prompt_token_count", 0) or 0), out
+
+
+def _vertex_mode(options: dict[str, Any]) -> bool:
+    flag = options.get("vertexai")
+    if flag is None:
+        flag = bool(options.get("project")) or os.environ.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true")
+    return bool(flag)
+
+
+def _needs_key(options: dict[str, Any]) -> bool:
+    return not _vertex_mode(options)  # Vertex AI authenticates with Application Default Credentials
+
+
+def _settle(spec: ProviderSpec, options: dict[str, Any]) -> None:
+    if not _vertex_mode(options):
+        return
+    options["vertexai"] = True
+    options["project"] = options.get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+    options["location"] = options.get("location") or os.environ.get("GOOGLE_CLOUD_LOCATION") or "us-central1"
+    if not options["project"]:
+        raise ConfigError("Gemini on Vertex AI needs backend_kwargs['project'] or GOOGLE_CLOUD_PROJECT")
+
+
+def _build(ep: Endpoint) -> ChatModel:
+    o = ep.options
+    vertex = bool(o.get("vertexai"))
+    base_url = None if vertex and ep.base_url == ep.spec.default_base_url else ep.base_url
+    return GeminiChatModel(ep.model, api_key=None if vertex else ep.api_key, base_url=base_url, timeout=ep.timeout,
+                           max_retries=ep.max_retries, vertexai=vertex, project=o.get("project"),
+                           location=o.get("location"), default_headers=o.get("default_headers"),
+                           sampling_args=o.get("sampling_args"), cost=ep.cost)
+
+
+def _litellm_params(ep: Endpoint) -> dict[str, Any]:
+    o = ep.options
+    params: dict[str, Any]
+    if o.get("vertexai"):
+        params = {"model": f"vertex_ai/{ep.model}", "vertex_project": o.get("project"),
+                  "vertex_location": o.get("location")}
+    else:
+        params = {"model": f"gemini/{ep.model}", "api_key": ep.api_key}
+        if ep.base_url and ep.base_url != ep.spec.default_base_url:
+            params["api_base"] = ep.base_url
+    if o.get("default_headers"):
+        params["extra_headers"] = dict(o["default_headers"])
+    return params
+
+
+SHAPE = ApiShape("gemini", build=_build, litellm_params=_litellm_params,
+                 options=frozenset({"vertexai", "project", "location"}), knows_url=True, needs_key=_needs_key,
+                 settle=_settle)

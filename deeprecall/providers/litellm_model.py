@@ -3,17 +3,30 @@
 rlms 0.1.3 dropped its litellm client, so DeepRecall brings its own. litellm is
 an optional extra (``pip install 'deeprecall[litellm]'``): it is imported only
 when this backend or a pool is built, with its remote price-map fetch turned
-off so that import never touches the network.
+off so that import never touches the network. Its ``SHAPE`` reads its own
+backend_kwargs (any litellm model string, ``extra`` passed through), for the
+``litellm`` backend and for a ``litellm`` member of a pool alike.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deeprecall.errors import MissingDependencyError, ProviderError, redact
+from deeprecall.errors import ConfigError, MissingDependencyError, ProviderError, redact
+from deeprecall.providers.adapter import ChatAdapter
 from deeprecall.providers.base import Completion, Message, retryable_status
 from deeprecall.providers.pricing import CostModel, Price, parse_pricing
+from deeprecall.providers.shapes import ApiShape
+
+if TYPE_CHECKING:
+    from deeprecall.providers.base import ChatModel
+    from deeprecall.providers.endpoint import Endpoint
+    from deeprecall.providers.registry import ProviderSpec
+
+OPTIONS = frozenset(
+    {"model", "model_name", "api_key", "base_url", "timeout", "max_retries", "sampling_args", "pricing", "extra"}
+)
 
 
 def import_litellm(purpose: str) -> Any:
@@ -58,7 +71,7 @@ def litellm_price(litellm: Any, model: str) -> Price | None:
     return Price(float(inp), float(out or 0.0), source="litellm") if inp is not None else None
 
 
-class LiteLLMChatModel:
+class LiteLLMChatModel(ChatAdapter):
     """``litellm.completion`` behind the ChatModel protocol. Keys come from each provider's env var or ``api_key``."""
 
     def __init__(
@@ -72,42 +85,34 @@ class LiteLLMChatModel:
         sampling_args: dict[str, Any] | None = None,
         pricing: Any = None,
         extra: dict[str, Any] | None = None,
+        cost: CostModel | None = None,
     ) -> None:
-        self._litellm = import_litellm("backend 'litellm'")
-        self.model_name = model_name
-        self.base_url = base_url
+        litellm = import_litellm("backend 'litellm'")
+        if cost is None:
+            cost = CostModel(parse_pricing(pricing) if pricing is not None else litellm_price(litellm, model_name))
+        super().__init__(model_name, provider="litellm", base_url=base_url, api_key=api_key,
+                         sampling_args=sampling_args, cost=cost)
+        self._litellm = litellm
         self._api_key = api_key
         self._timeout = timeout
         self._max_retries = max_retries
-        self._sampling = dict(sampling_args or {})
         self._extra = dict(extra or {})
-        price = parse_pricing(pricing) if pricing is not None else litellm_price(self._litellm, model_name)
-        self._cost = CostModel(price)
-        self.has_price = self._cost.has_price
 
-    def __repr__(self) -> str:
-        return f"LiteLLMChatModel(model_name={self.model_name!r}, base_url={self.base_url!r})"
+    def _complete(self, messages: list[Message], timeout: float | None) -> Completion:
+        response = self._litellm.completion(
+            model=self.model_name,
+            messages=messages,
+            api_key=self._api_key,
+            api_base=self.base_url,
+            timeout=timeout or self._timeout,
+            num_retries=self._max_retries,
+            **self._sampling,
+            **self._extra,
+        )
+        return to_completion(response, self.model_name, self._cost, self._where)
 
-    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
-        where = f"litellm:{self.model_name}"
-        secrets = [self._api_key] if self._api_key else []
-        try:
-            response = self._litellm.completion(
-                model=self.model_name,
-                messages=messages,
-                api_key=self._api_key,
-                api_base=self.base_url,
-                timeout=timeout or self._timeout,
-                num_retries=self._max_retries,
-                **self._sampling,
-                **self._extra,
-            )
-        except Exception as e:
-            raise map_litellm_error(self._litellm, e, where, secrets) from None
-        return to_completion(response, self.model_name, self._cost, where)
-
-    def close(self) -> None:
-        return None
+    def _map_error(self, error: Exception) -> ProviderError | None:
+        return map_litellm_error(self._litellm, error, self._where, self._secrets)
 
 
 def to_completion(response: Any, model: str, cost: CostModel, where: str) -> Completion:
@@ -120,3 +125,39 @@ def to_completion(response: Any, model: str, cost: CostModel, where: str) -> Com
     inp = int(getattr(usage, "prompt_tokens", 0) or 0)
     out = int(getattr(usage, "completion_tokens", 0) or 0)
     return Completion(text=text, model=model, input_tokens=inp, output_tokens=out, cost_usd=cost.cost(inp, out, usage))
+
+
+def _resolve(spec: ProviderSpec, kwargs: dict[str, Any]) -> Endpoint:
+    """litellm's own backend_kwargs: any model string it knows, priced by its table unless ``pricing`` is given."""
+    from deeprecall.providers.endpoint import Endpoint
+
+    unknown = sorted(set(kwargs) - OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"backend 'litellm' does not take {unknown}; allowed: {sorted(OPTIONS)} "
+            "(put other litellm.completion arguments under 'extra')"
+        )
+    options = dict(kwargs)
+    model = options.pop("model_name", None) or options.pop("model", None)
+    options.pop("model", None)
+    if not model:
+        raise ConfigError("backend 'litellm' needs 'model_name', e.g. {'model_name': 'groq/llama-3.3-70b-versatile'}")
+    model = str(model)
+    pricing = options.pop("pricing", None)
+    cost = CostModel(parse_pricing(pricing) if pricing is not None
+                     else litellm_price(import_litellm("backend 'litellm'"), model))
+    return Endpoint(spec, model, options.pop("base_url", None), options.pop("api_key", None), options, cost,
+                    float(options.pop("timeout", 120.0)), int(options.pop("max_retries", 2)))
+
+
+def _build(ep: Endpoint) -> ChatModel:
+    return LiteLLMChatModel(ep.model, api_key=ep.api_key, base_url=ep.base_url, timeout=ep.timeout,
+                            max_retries=ep.max_retries, sampling_args=ep.options.get("sampling_args"),
+                            extra=ep.options.get("extra"), cost=ep.cost)
+
+
+def _litellm_params(ep: Endpoint) -> dict[str, Any]:
+    return {"model": ep.model, "api_key": ep.api_key, "api_base": ep.base_url, **(ep.options.get("extra") or {})}
+
+
+SHAPE = ApiShape("litellm", build=_build, litellm_params=_litellm_params, knows_url=True, resolve=_resolve)

@@ -2,7 +2,9 @@
 
 vLLM, SGLang, LM Studio, Ollama, OpenRouter, Portkey, Vercel's gateway, Azure and
 most hosted labs speak this shape; they differ only in base URL, key, headers
-and (Azure) the URL layout, which ``factory`` supplies from the registry row.
+and (Azure) the URL layout. This file is the one place that says so: the ``OPENAI``
+and ``AZURE`` shapes (options, per-provider headers and body fields, the adapter,
+the litellm deployment a pool routes to) and ``OpenAIChatModel``.
 The call is one JSON POST, sent by ``json_http`` rather than the ``openai`` SDK:
 the SDK cost ~5x the CPU per call (see json_http's docstring), and an RLM query
 makes several calls while other queries wait for the interpreter.
@@ -13,21 +15,29 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deeprecall._version import __version__
 from deeprecall.errors import ConfigError, ContextWindowExceeded, ProviderError
+from deeprecall.providers.adapter import ChatAdapter
 from deeprecall.providers.base import Completion, Message
 from deeprecall.providers.json_http import JsonHttpClient
 from deeprecall.providers.pricing import CostModel, parse_pricing
+from deeprecall.providers.shapes import ApiShape
+
+if TYPE_CHECKING:
+    from deeprecall.providers.base import ChatModel
+    from deeprecall.providers.endpoint import Endpoint
+    from deeprecall.providers.registry import ProviderSpec
 
 OPENAI_URL = "https://api.openai.com/v1"
+AZURE_DEFAULT_API_VERSION = "2024-10-21"
 # How OpenAI, vLLM, llama.cpp's server, Ollama and most gateways word a prompt over the window (HTTP 400).
 _CONTEXT_ERROR = re.compile(r"context[_ ]length|maximum context|context window|exceeds? the (?:available )?context|"
                             r"too many tokens|prompt is too long", re.IGNORECASE)
 
 
-class OpenAIChatModel:
+class OpenAIChatModel(ChatAdapter):
     """A model served over ``/chat/completions``.
 
     One instance is shared by all queries of an engine, so the HTTP connection
@@ -52,14 +62,10 @@ class OpenAIChatModel:
         azure_api_version: str | None = None,
         provider: str = "openai",
     ) -> None:
-        self.model_name = model_name
-        self.base_url = base_url
-        self.provider = provider
-        self._secrets = [s for s in [api_key, *(default_headers or {}).values()] if s]
-        self._sampling = dict(sampling_args or {})
+        cost = cost or CostModel(parse_pricing(pricing) if pricing is not None else None)
+        super().__init__(model_name, provider=provider, base_url=base_url, api_key=api_key,
+                         default_headers=default_headers, sampling_args=sampling_args, cost=cost)
         self._extra_body = dict(extra_body or {})
-        self._cost = cost or CostModel(parse_pricing(pricing) if pricing is not None else None)
-        self.has_price = self._cost.has_price
         if azure_api_version is not None:
             # Azure routes by deployment in the path and takes the key in ``api-key``.
             url = f"{(base_url or '').rstrip('/')}/openai/deployments/{urllib.parse.quote(model_name, safe='')}"
@@ -74,7 +80,7 @@ class OpenAIChatModel:
         headers = {"User-Agent": f"deeprecall/{__version__}", **auth, **(default_headers or {})}
         try:
             self._http = JsonHttpClient(url, headers=headers, timeout=timeout, max_retries=max_retries,
-                                        where=f"{provider}:{model_name}", secrets=self._secrets)
+                                        where=self._where, secrets=self._secrets)
         except ValueError as e:
             raise ConfigError(f"{provider}: base_url must be an http(s) URL such as {OPENAI_URL!r}; got "
                               f"{url!r}") from e
@@ -84,12 +90,12 @@ class OpenAIChatModel:
             f"OpenAIChatModel(provider={self.provider!r}, model_name={self.model_name!r}, base_url={self.base_url!r})"
         )
 
-    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
+    def _complete(self, messages: list[Message], timeout: float | None) -> Completion:
         body: dict[str, Any] = {"model": self.model_name, "messages": messages, **self._sampling, **self._extra_body}
         try:
             response = self._http.post(self._path, body, timeout=timeout)
-        except ProviderError as e:
-            if e.status == 400 and _CONTEXT_ERROR.search(str(e)):
+        except ProviderError as e:  # json_http maps its own errors; one of them means "over the window"
+            if _is_context_error(e):
                 raise ContextWindowExceeded(str(e)) from e
             raise
         return self._to_completion(response)
@@ -99,22 +105,19 @@ class OpenAIChatModel:
         first = choices[0] if isinstance(choices, list) and choices else None
         message = first.get("message") if isinstance(first, dict) else None
         if not isinstance(message, dict):
-            raise ProviderError(f"{self.provider}:{self.model_name}: the server returned no choices", retryable=True)
+            raise ProviderError(f"{self._where}: the server returned no choices", retryable=True)
         usage = response.get("usage")
         usage = usage if isinstance(usage, dict) else {}
-        inp = int(usage.get("prompt_tokens") or 0)
-        out = int(usage.get("completion_tokens") or 0)
-        return Completion(
-            text=_text(message.get("content")),
-            model=self.model_name,
-            input_tokens=inp,
-            output_tokens=out,
-            cost_usd=self._cost.cost(inp, out, usage),
-            finish_reason=_finish_reason(first),
-        )
+        return self._completion(_text(message.get("content")), int(usage.get("prompt_tokens") or 0),
+                                int(usage.get("completion_tokens") or 0), usage, _finish_reason(first))
 
     def close(self) -> None:
         self._http.close()
+
+
+def _is_context_error(error: ProviderError) -> bool:
+    """A 400 saying the prompt is over the window: ``ContextWindowExceeded`` (the engine compacts)."""
+    return error.status == 400 and _CONTEXT_ERROR.search(str(error)) is not None
 
 
 def _finish_reason(choice: Any) -> str | None:
@@ -128,3 +131,82 @@ def _text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return "" if content is None else str(content)
+
+
+# ---- The shapes: per-provider extras, the adapter, the litellm deployment -------------------------------
+
+
+def openai_headers(ep: Endpoint) -> dict[str, str]:
+    """Headers a row needs on top of the key: Portkey authenticates with its own."""
+    headers = dict(ep.options.get("default_headers") or {})
+    if ep.spec.id == "portkey":
+        if ep.api_key:
+            headers["x-portkey-api-key"] = ep.api_key
+        if ep.options.get("virtual_key"):
+            headers["x-portkey-virtual-key"] = str(ep.options["virtual_key"])
+        if ep.options.get("config"):
+            headers["x-portkey-config"] = str(ep.options["config"])
+    return headers
+
+
+def openai_extra_body(ep: Endpoint) -> dict[str, Any]:
+    """Body fields a row needs: OpenRouter reports each call's cost when asked."""
+    if ep.spec.id == "openrouter":
+        return {"usage": {"include": True}}
+    return {}
+
+
+def _build(ep: Endpoint) -> ChatModel:
+    o = ep.options
+    return OpenAIChatModel(
+        ep.model,
+        api_key=ep.api_key,
+        base_url=ep.base_url,
+        timeout=ep.timeout,
+        max_retries=ep.max_retries,
+        sampling_args=o.get("sampling_args"),
+        cost=ep.cost,
+        default_headers=openai_headers(ep) or None,
+        organization=o.get("organization"),
+        extra_body=openai_extra_body(ep),
+        azure_api_version=o.get("api_version") if ep.spec.adapter == "azure" else None,
+        provider=ep.spec.id,
+    )
+
+
+def _openai_params(ep: Endpoint) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": f"openai/{ep.model}", "api_key": ep.api_key or "not-needed",
+                              "api_base": ep.base_url}
+    if ep.options.get("organization"):
+        params["organization"] = ep.options["organization"]
+    body = openai_extra_body(ep)
+    if body:
+        params["extra_body"] = body
+    headers = openai_headers(ep)
+    if headers:
+        params["extra_headers"] = headers
+    return params
+
+
+def _azure_params(ep: Endpoint) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": f"azure/{ep.model}", "api_key": ep.api_key, "api_base": ep.base_url,
+                              "api_version": ep.options.get("api_version")}
+    if ep.options.get("default_headers"):
+        params["extra_headers"] = dict(ep.options["default_headers"])
+    return params
+
+
+def _settle_openai(spec: ProviderSpec, options: dict[str, Any]) -> None:
+    if spec.id == "openai" and not options.get("organization") and os.environ.get("OPENAI_ORG_ID"):
+        options["organization"] = os.environ["OPENAI_ORG_ID"]
+
+
+def _settle_azure(spec: ProviderSpec, options: dict[str, Any]) -> None:
+    options["api_version"] = (options.get("api_version") or os.environ.get("OPENAI_API_VERSION")
+                              or os.environ.get("AZURE_OPENAI_API_VERSION") or AZURE_DEFAULT_API_VERSION)
+
+
+OPENAI = ApiShape("openai", build=_build, litellm_params=_openai_params, options=frozenset({"organization"}),
+                  provider_options={"portkey": frozenset({"virtual_key", "config"})}, settle=_settle_openai)
+AZURE = ApiShape("azure", build=_build, litellm_params=_azure_params, options=frozenset({"api_version", "deployment"}),
+                 settle=_settle_azure)

@@ -12,12 +12,20 @@ extract, summarise), many times per question. So ``hybrid`` means: the
         "executor": {"backend": "openai", "model_name": "gpt-4o-mini"},
     }
 
-``expand_hybrid`` rewrites such a config into plain ``backend`` + ``other_backends``
-(executor first, which is the slot rlms uses for depth-1 sub-calls).
+One mechanism: ``build_chat_model("hybrid", ...)`` returns a ``HybridChatModel``
+(the reasoner, carrying the executor as ``sub_model``), and ``assemble`` is the one
+place that takes it apart into the engine's root model and sub-models (executor
+first, the slot rlms uses for ``llm_query(prompt)`` without ``model=``; a hybrid among
+the sub-models adds both its models). The engine calls ``assemble`` for its own
+models and for a per-query ``query(backend="hybrid")`` alike, so the executor
+built for a query is the one that query's sub-calls use. ``expand_hybrid`` is the
+same rule on configuration entries rather than built models, for callers that
+want the plain config (it builds nothing).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deeprecall.errors import ConfigError
@@ -92,3 +100,27 @@ class HybridChatModel:
     def close(self) -> None:
         self.reasoner.close()
         self.sub_model.close()
+
+
+def build_hybrid(backend_kwargs: dict[str, Any], build: Callable[[str, dict[str, Any]], ChatModel]) -> HybridChatModel:
+    """``build_chat_model("hybrid", kwargs)``: both models built by ``build``; the reasoner is closed if the
+    executor's configuration is wrong, so a failed build leaks no client."""
+    (rb, rk), (eb, ek) = split_hybrid(backend_kwargs)
+    reasoner = build(rb, rk)
+    try:
+        executor = build(eb, ek)
+    except BaseException:
+        reasoner.close()
+        raise
+    return HybridChatModel(reasoner, executor)
+
+
+def assemble(root: ChatModel, subs: Sequence[ChatModel] = ()) -> tuple[ChatModel, list[ChatModel]]:
+    """The engine's root model and sub-models from built models: a hybrid root is its reasoner, with its
+    executor first among the sub-models; a hybrid sub-model adds its reasoner and its executor."""
+    models: list[ChatModel] = []
+    for sub in subs:
+        models += [sub.reasoner, sub.sub_model] if isinstance(sub, HybridChatModel) else [sub]
+    if isinstance(root, HybridChatModel):
+        return root.reasoner, [root.sub_model, *models]
+    return root, models

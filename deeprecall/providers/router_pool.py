@@ -5,8 +5,9 @@ latency-based and least-busy routing, ``order`` priorities, per-member
 cooldown after failures, retries that fail over instantly while another member
 is healthy and otherwise back off honouring ``Retry-After``. What DeepRecall
 adds is the translation of its own backends (``Endpoint``) into Router
-deployments, the error mapping, and per-member pricing (so ``cost_usd`` means
-the same inside a pool as alone).
+deployments (each API shape says how: ``ApiShape.litellm_params``), the error
+mapping, and per-member pricing (so ``cost_usd`` means the same inside a pool
+as alone).
 
 What it costs: pools need the ``litellm`` extra, and members are called through
 litellm's provider adapters rather than DeepRecall's (same wire protocol, same
@@ -21,9 +22,8 @@ from typing import Any
 from deeprecall.errors import ConfigError, ProviderError
 from deeprecall.providers.base import Completion, Message
 from deeprecall.providers.endpoint import Endpoint, resolve_endpoint
-from deeprecall.providers.litellm_model import import_litellm, litellm_price, map_litellm_error, to_completion
-from deeprecall.providers.pricing import CostModel, parse_pricing
-from deeprecall.providers.wire import openai_extra_body, openai_headers
+from deeprecall.providers.litellm_model import import_litellm, map_litellm_error, to_completion
+from deeprecall.providers.pricing import CostModel
 
 STRATEGIES = {
     "weighted": "simple-shuffle",
@@ -52,7 +52,7 @@ class Member:
     """One pool member: its resolved endpoint, weight, and the litellm model string it is routed as."""
 
     id: str
-    endpoint: Endpoint | None
+    endpoint: Endpoint
     label: str
     cost: CostModel
     params: dict[str, Any] = field(repr=False)  # holds the key
@@ -70,37 +70,9 @@ def _member_kwargs(raw: Any, index: int) -> tuple[str, dict[str, Any], float]:
 
 
 def litellm_params(ep: Endpoint) -> dict[str, Any]:
-    """The Router deployment for a DeepRecall endpoint: same server, key and protocol."""
-    o = ep.options
-    params: dict[str, Any] = {"timeout": ep.timeout, "max_retries": 0, **(o.get("sampling_args") or {})}
-    adapter = ep.spec.adapter
-    if adapter == "anthropic":
-        params.update(
-            model=f"anthropic/{ep.model}",
-            api_key=ep.api_key,
-            api_base=ep.base_url,
-            max_tokens=int(o.get("max_tokens") or 4096),
-        )
-    elif adapter == "gemini" and o.get("vertexai"):
-        params.update(model=f"vertex_ai/{ep.model}", vertex_project=o.get("project"), vertex_location=o.get("location"))
-    elif adapter == "gemini":
-        params.update(model=f"gemini/{ep.model}", api_key=ep.api_key)
-        if ep.base_url and ep.base_url != ep.spec.default_base_url:
-            params["api_base"] = ep.base_url
-    elif adapter == "azure":
-        params.update(
-            model=f"azure/{ep.model}", api_key=ep.api_key, api_base=ep.base_url, api_version=o.get("api_version")
-        )
-    else:
-        params.update(model=f"openai/{ep.model}", api_key=ep.api_key or "not-needed", api_base=ep.base_url)
-        if o.get("organization"):
-            params["organization"] = o["organization"]
-        body = openai_extra_body(ep)
-        if body:
-            params["extra_body"] = body
-    headers = openai_headers(ep) if adapter == "openai" else dict(o.get("default_headers") or {})
-    if headers:
-        params["extra_headers"] = headers
+    """The Router deployment for a DeepRecall endpoint: same server, key and protocol (its shape says how)."""
+    params: dict[str, Any] = {"timeout": ep.timeout, "max_retries": 0, **(ep.options.get("sampling_args") or {}),
+                              **ep.shape.litellm_params(ep)}
     return {k: v for k, v in params.items() if v is not None}
 
 
@@ -112,28 +84,10 @@ def build_members(raw_members: Any, litellm: Any) -> list[Member]:
         backend, kwargs, weight = _member_kwargs(raw, i)
         if backend in ("pool", "hybrid"):
             raise ConfigError(f"pool member {i}: a '{backend}' cannot be a pool member; list its backends directly")
-        if backend == "litellm":
-            model = kwargs.get("model_name")
-            if not model:
-                raise ConfigError(f"pool member {i} (litellm) needs 'model_name'")
-            cost = CostModel(
-                parse_pricing(kwargs["pricing"]) if kwargs.get("pricing") is not None else litellm_price(litellm, model)
-            )
-            params = {
-                "model": model,
-                "api_key": kwargs.get("api_key"),
-                "api_base": kwargs.get("base_url"),
-                "timeout": float(kwargs.get("timeout", 120.0)),
-                "max_retries": 0,
-                **(kwargs.get("sampling_args") or {}),
-            }
-            params = {k: v for k, v in params.items() if v is not None}
-            ep, label = None, model
-        else:
-            ep = resolve_endpoint(backend, kwargs)
-            params, cost, label = litellm_params(ep), ep.cost, ep.model
+        ep = resolve_endpoint(backend, kwargs)
+        params = litellm_params(ep)
         params["weight"] = weight
-        members.append(Member(f"m{i}", ep, label, cost, params))
+        members.append(Member(f"m{i}", ep, ep.model, ep.cost, params))
     return members
 
 
