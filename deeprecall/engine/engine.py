@@ -27,7 +27,7 @@ from deeprecall.engine.run import CANCELLED, QueryRun
 from deeprecall.engine.streams import AsyncEventStream, EventStream, QueryThread, wait_for_result
 from deeprecall.errors import ConfigError, DeepRecallError, ProviderError, QueryLimitExceeded, SandboxError, redact
 from deeprecall.events import AnswerEvent, EventSink
-from deeprecall.providers import ChatModel, build_chat_model, expand_hybrid
+from deeprecall.providers import ChatModel, assemble, build_chat_model
 from deeprecall.results import QueryResult
 from deeprecall.sandboxes import build_sandbox
 from deeprecall.sandboxes.pool import WorkerPool
@@ -70,7 +70,7 @@ class DeepRecall:
         self.config = config
         self.store = vectorstore
         self._root, self._subs = (self._build_models(config) if chat_model is None else
-                                  (chat_model, self._build_subs(config.other_backends, config.other_backend_kwargs)))
+                                  assemble(chat_model, self._build_subs(config.other_backends, config.other_backend_kwargs)))
         if sub_models is not None:
             self._subs = list(sub_models)
         self._check_prices([self._root, *self._subs])
@@ -83,14 +83,17 @@ class DeepRecall:
         self._lock = threading.Lock()
         self._describe_lock = threading.Lock()
         self._subscribers: list[EventSink] = list(subscribers)
+        if config.trace_dir is not None:  # trace files are one more subscriber of every query's events
+            from deeprecall.observability.trace_file import TraceDir
+
+            self._subscribers.append(TraceDir(config.trace_dir))
         self._running: weakref.WeakSet[QueryRun] = weakref.WeakSet()
 
     @staticmethod
     def _build_models(config: DeepRecallConfig) -> tuple[ChatModel, list[ChatModel]]:
-        # hybrid = one model reasons (root), another executes (the default llm_query model).
-        root_backend, root_kwargs, sub_backends, sub_kwargs = expand_hybrid(
-            config.backend, dict(config.backend_kwargs), config.other_backends, config.other_backend_kwargs)
-        return build_chat_model(root_backend, dict(root_kwargs)), DeepRecall._build_subs(sub_backends, sub_kwargs)
+        # hybrid = one model reasons (root), another executes (the default llm_query model): assemble() splits it.
+        root = build_chat_model(config.backend, dict(config.backend_kwargs))
+        return assemble(root, DeepRecall._build_subs(config.other_backends, config.other_backend_kwargs))
 
     @staticmethod
     def _build_subs(backends: list[str], kwargs: list[dict[str, Any]]) -> list[ChatModel]:
@@ -185,10 +188,11 @@ class DeepRecall:
         if top_k is not None and not 1 <= top_k <= self.config.max_top_k:
             raise ConfigError(f"top_k must be between 1 and max_top_k={self.config.max_top_k}")
         enforced = filter_language.combine(self.config.filters, filter_language.validate(filters))
-        root = self._root if backend is None and backend_kwargs is None else self._switched_root(backend, backend_kwargs)
+        root, subs = ((self._root, self._subs) if backend is None and backend_kwargs is None
+                      else assemble(self._switched_root(backend, backend_kwargs), self._subs))  # hybrid: its executor
         with self._lock:
             sinks = [*self._subscribers, *sinks]
-        run = QueryRun(question=question, store=self.store, root=root, subs=self._subs, config=self.config,
+        run = QueryRun(question=question, store=self.store, root=root, subs=subs, config=self.config,
                        enforced_filters=enforced, top_k=top_k or self.config.top_k, sinks=sinks)
         run.context = {"question": question, "store": self._describe_store(), "default_top_k": run.top_k,
                        "scoped_by_host": enforced is not None}
@@ -202,7 +206,8 @@ class DeepRecall:
             model = self._switched.get(key)
         if model is None:
             model = build_chat_model(checked.backend, dict(checked.backend_kwargs))
-            self._check_prices([model])
+            reasoner, executor = assemble(model)
+            self._check_prices([reasoner, *executor])
             with self._lock:
                 model = self._switched.setdefault(key, model)
         return model
