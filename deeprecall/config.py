@@ -68,6 +68,10 @@ class DeepRecallConfig(BaseModel):
     ground_first_turn: bool = Field(
         True, description="search the question before the first turn and show its top hits to the model, so its "
                           "first turn knows what one-shot retrieval would have known")
+    trace_dir: Path | None = Field(
+        None, description="write one JSONL trace file per query into this folder: rlms's log format (its trajectory "
+                          "viewer opens it) plus DeepRecall's searches, sources, usage and error; see docs/traces.md. "
+                          "`deeprecall trace view FILE` renders one as an HTML page")
 
     @field_validator("backend")
     @classmethod
