@@ -49,21 +49,24 @@ def test_names_sort_by_start_time() -> None:
 
 
 def test_rlms_own_types_rebuild_every_line(tmp_path: Path) -> None:
+    assert_rlms_rebuilds(write(tmp_path, sample_events()))
+
+
+def assert_rlms_rebuilds(path: Path) -> None:
     """Our lines minus DeepRecall's keys are exactly what rlms's logger writes for the same run."""
     types = rlms_types()
-    CodeBlock, REPLResult, RLMChatCompletion = types.CodeBlock, types.REPLResult, types.RLMChatCompletion
-    RLMIteration, RLMMetadata = types.RLMIteration, types.RLMMetadata
-    opening, *iterations, closing = lines(write(tmp_path, sample_events()))
+    opening, *iterations, closing = lines(path)
     for meta in (opening, closing):
         fields = {k: v for k, v in meta.items() if k not in ("type", "timestamp", KEY)}
-        assert RLMMetadata(**fields).to_dict() == fields
+        assert types.RLMMetadata(**fields).to_dict() == fields
     for line in iterations:
-        blocks = [CodeBlock(code=b["code"], result=REPLResult(
+        blocks = [types.CodeBlock(code=b["code"], result=types.REPLResult(
             stdout=b["result"]["stdout"], stderr=b["result"]["stderr"], locals=b["result"]["locals"],
             execution_time=b["result"]["execution_time"], final_answer=b["result"]["final_answer"],
-            rlm_calls=[RLMChatCompletion.from_dict(c) for c in b["result"]["rlm_calls"]])) for b in line["code_blocks"]]
-        rebuilt = RLMIteration(prompt=line["prompt"], response=line["response"], code_blocks=blocks,
-                               final_answer=line["final_answer"], iteration_time=line["iteration_time"]).to_dict()
+            rlm_calls=[types.RLMChatCompletion.from_dict(c) for c in b["result"]["rlm_calls"]]))
+            for b in line["code_blocks"]]
+        rebuilt = types.RLMIteration(prompt=line["prompt"], response=line["response"], code_blocks=blocks,
+                                     final_answer=line["final_answer"], iteration_time=line["iteration_time"]).to_dict()
         assert rebuilt == _without_ours(line)
 
 
@@ -207,3 +210,39 @@ def test_a_query_with_no_turn_keeps_its_search_on_the_closing_line(tmp_path: Pat
     _, closing = lines(write(tmp_path, [started, search, answer_event(error="llm_error")]))
     assert [s["hit_ids"] for s in closing[KEY]["searches"]] == [["doc0", "doc1"]]
     assert closing[KEY]["result"]["error"] == "llm_error"
+
+
+# -- end to end: the real engine (scripted LLM server, rlms loop, sandbox worker, Chroma) with trace_dir= -------------
+def test_trace_dir_writes_a_scripted_multi_turn_query_that_rlms_reads(tmp_path: Path, llm: Any, make_engine: Any) -> None:
+    """Turn 1 searches and runs a batch of two sub-calls; turn 2's cell kills its worker; turn 3 drafts;
+    max_iterations=3 ends it. The file holds all of it, rlms's types rebuild it, and the key never appears."""
+    from deeprecall.testing.scripted_server import by_turn
+    from tests.conftest import ROOT, SUB
+    from tests.engine.test_events import CRASH, DRAFT_AGAIN, SEARCH_AND_BATCH
+
+    server = llm({ROOT: by_turn(SEARCH_AND_BATCH, CRASH, DRAFT_AGAIN), SUB: lambda r: "note on " + r.last_user})
+    engine = make_engine(server, max_iterations=3, filters={"tenant": "acme"}, trace_dir=tmp_path / "traces",
+                         backend_kwargs={"model_name": ROOT, "base_url": server.base_url, "max_retries": 0,
+                                         "api_key": "sk-e2e-SECRET"})
+    result = engine.query("How much did Acme's revenue grow?")
+
+    (path,) = (tmp_path / "traces").iterdir()
+    assert path.name.endswith(f"_{result.query_id}.jsonl")
+    text = path.read_text()
+    assert "sk-e2e-SECRET" not in text
+    config, iterations = parse_like_rlms_viewer(text)
+    assert (config["root_model"], config["backend"], config["environment_type"]) == (ROOT, "vllm", "local")
+    assert len(iterations) == 3
+    assert [it["prompt"] for it in iterations] == [c.messages for c in server.calls_for(ROOT)]
+    first, second, third = iterations
+    assert [s["step"] for s in first[KEY]["searches"]] == [0]  # the engine's own search, before turn 1
+    (cell,) = first["code_blocks"]
+    assert [s["hit_ids"] for s in cell[KEY]["searches"]] == [["doc0"]]
+    assert sorted(c["response"] for c in cell["result"]["rlm_calls"]) == ["note on first doc0", "note on second doc0"]
+    assert [n["type"] for n in second[KEY]["notes"]] == ["worker_restarted"]
+    assert [n["reason"] for n in third[KEY]["notes"]] == ["max_iterations"]
+    closing = read_trace(path).result
+    assert closing is not None and closing["answer"] == result.answer and closing["error"] == "max_iterations"
+    assert closing["usage"]["total_tokens"] == result.usage.total_tokens
+    assert set(closing["documents"]) == {s.id for s in result.retrieved}
+    assert_rlms_rebuilds(path)
