@@ -3,6 +3,7 @@
     deeprecall query "question" --docs PATH      ingest PATH into ./.deeprecall, then answer
     deeprecall ingest PATH                       ingest only
     deeprecall providers | doctor                what this machine can reach and run
+    deeprecall trace view FILE                   a query's trace file (--trace-dir) as one HTML page
 
 Errors print one line and exit 2; a user never sees a traceback for a
 configuration problem.
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--environment", default=None, help="sandbox: local (default), docker, modal, e2b, daytona, prime")
     query.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="enforced metadata filter")
     query.add_argument("--max-iterations", type=int, default=None)
+    query.add_argument("--trace-dir", help="write the query's trace into this folder (JSONL in rlms's log format, "
+                                           "see docs/traces.md); `deeprecall trace view FILE` renders one")
     query.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ingest = commands.add_parser("ingest", help="add files to the store (content-addressed: re-runs add nothing twice)")
     ingest.add_argument("path")
@@ -179,6 +182,8 @@ def run_query(args: argparse.Namespace) -> int:
         settings["environment"] = args.environment
     if args.max_iterations:
         settings["max_iterations"] = args.max_iterations
+    if args.trace_dir:
+        settings["trace_dir"] = args.trace_dir
     store = open_store(args)
     if args.docs:
         ingest(store, args.docs)
