@@ -196,7 +196,7 @@ class QueryRun:
                 self.events.emit(ModelDelta, model=name, text=text)
 
         if streams(self.root):
-            completion = self.root.complete(messages, timeout=self.seconds_left(), on_delta=on_delta)  # type: ignore[call-arg]
+            completion = self.root.complete(messages, timeout=self.seconds_left(), on_delta=on_delta)
         else:
             completion = self.root.complete(messages, timeout=self.seconds_left())
         if not streamed:

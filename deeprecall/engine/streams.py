@@ -70,8 +70,8 @@ class EventStream(Iterator[Any]):
     def __init__(self, start: Callable[[Callable[[Any], None], Callable[[QueryThread], None]], QueryThread]) -> None:
         events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._events = events
+        self._query = start(events.put, lambda q: events.put(_DONE))  # raises on bad arguments
         self._finished = False
-        self._query = start(events.put, lambda q: events.put(_DONE))
         self.query_id = self._query.run.query_id
 
     @property
@@ -125,8 +125,8 @@ class AsyncEventStream(AsyncIterator[Any]):
                 pass
 
         self._events = events
+        self._query = start(deliver, lambda q: deliver(_DONE))  # raises on bad arguments
         self._finished = False
-        self._query = start(deliver, lambda q: deliver(_DONE))
         self.query_id = self._query.run.query_id
 
     @property
