@@ -246,3 +246,11 @@ def test_trace_dir_writes_a_scripted_multi_turn_query_that_rlms_reads(tmp_path: 
     assert closing["usage"]["total_tokens"] == result.usage.total_tokens
     assert set(closing["documents"]) == {s.id for s in result.retrieved}
     assert_rlms_rebuilds(path)
+
+
+def test_trace_dir_can_be_set_in_deeprecall_yaml(tmp_path: Path) -> None:
+    from deeprecall.config import DeepRecallConfig
+
+    config_file = tmp_path / "deeprecall.yaml"
+    config_file.write_text(f"backend: vllm\nbackend_kwargs: {{model_name: m}}\ntrace_dir: {tmp_path / 'traces'}\n")
+    assert DeepRecallConfig.from_file(config_file).trace_dir == tmp_path / "traces"
