@@ -26,7 +26,7 @@ SCRIPT = """(function () {
   Object.keys(kinds).forEach(function (k) {
     var n = document.querySelectorAll("." + k).length;
     box.setAttribute("data-" + k, String(n));
-    parts.push(n + " " + kinds[k]);
+    parts.push(n + " " + (n === 1 ? k.replace("subcall", "sub-call") : kinds[k]));
   });
   box.textContent = "on this page: " + parts.join(" \\u00b7 ");
   function all(open) {
