@@ -1,6 +1,7 @@
 """``deeprecall``: the command line, a thin caller of the Python API.
 
-    deeprecall query "question" --docs PATH      ingest PATH into ./.deeprecall, then answer
+    deeprecall query "question" --docs PATH      ingest PATH into ./.deeprecall, then answer (steps shown live
+                                                 on stderr; --json-events prints the events as JSON lines)
     deeprecall ingest PATH                       ingest only
     deeprecall providers | doctor                what this machine can reach and run
     deeprecall trace view FILE                   a query's trace file (--trace-dir) as one HTML page
@@ -55,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--max-iterations", type=int, default=None)
     query.add_argument("--trace-dir", help="write the query's trace into this folder (JSONL in rlms's log format, "
                                            "see docs/traces.md); `deeprecall trace view FILE` renders one")
-    query.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    shown = query.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    shown.add_argument("--json-events", action="store_true",
+                       help="print the query's events as they happen, one JSON object a line, the answer event last")
+    shown.add_argument("-q", "--quiet", action="store_true", help="show no steps while the query runs")
     ingest = commands.add_parser("ingest", help="add files to the store (content-addressed: re-runs add nothing twice)")
     ingest.add_argument("path")
     _store_options(ingest)
@@ -188,12 +193,23 @@ def run_query(args: argparse.Namespace) -> int:
     if args.docs:
         ingest(store, args.docs)
     filters = dict(_parse_filter(f) for f in args.filter) or None
+    from deeprecall.interfaces.cli_live import choose_view
+
+    view = choose_view(json_events=args.json_events, quiet=args.quiet or args.json, stdout=sys.stdout, stderr=sys.stderr)
     with DeepRecall(vectorstore=store, **settings) as engine:
-        result = engine.query(args.question, filters=filters)
+        if view is None:
+            result = engine.query(args.question, filters=filters)
+        else:  # the query runs on its own thread; Ctrl-C here leaves the stream, which cancels it
+            with view, engine.stream(args.question, filters=filters) as events:
+                for event in events:
+                    view(event)
+            if events.result is None:  # cannot happen: a stream that ended without raising has its result
+                raise RuntimeError("the query ended without a result")
+            result = events.result
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
-    else:
-        print_result(result)
+    elif not args.json_events:
+        print_result(result, summary=view is None)
     return 0 if result.error is None else 1
 
 
@@ -207,7 +223,8 @@ def _parse_filter(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def print_result(result: Any) -> None:
+def print_result(result: Any, *, summary: bool = True) -> None:
+    """The answer and its sources on stdout; the bill on stderr unless a step view already showed it."""
     print(result.answer)
     if result.sources:
         print("\nSources:")
@@ -215,6 +232,8 @@ def print_result(result: Any) -> None:
             where = source.metadata.get("source") or source.metadata.get("path") or ""
             preview = " ".join(source.content.split())[:100]
             print(f"  [{source.id[:12]}] {where} (score {source.score:.2f}) {preview}")
+    if not summary:
+        return
     usage = result.usage
     print(f"\n{len(result.steps)} steps, {usage.root_calls} root + {usage.sub_calls} sub LLM calls, "
           f"{usage.search_calls} searches, {usage.total_tokens} tokens, {result.seconds:.1f}s", file=sys.stderr)
