@@ -167,7 +167,8 @@ class OpenTelemetrySubscriber:
             return
         start = e.t - e.seconds
         first = query.first_delta.pop(e.step, None)
-        attributes = _chat_attributes(e.model, e.provider, e.input_tokens, e.output_tokens, e.cost_usd, "root", e.step)
+        call = "evidence" if e.purpose == "evidence" else "root"  # evidence: the answer from the hits after the loop
+        attributes = _chat_attributes(e.model, e.provider, e.input_tokens, e.output_tokens, e.cost_usd, call, e.step)
         attributes.update({"gen_ai.response.finish_reasons": [e.finish_reason] if e.finish_reason else None,
                            "gen_ai.response.time_to_first_chunk": max(0.0, first - start) if first is not None else None})
         if e.prompt is not None:

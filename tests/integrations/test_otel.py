@@ -278,3 +278,70 @@ def test_without_opentelemetry_the_error_names_the_extra():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'deeprecall[otel]'" in proc.stdout
+
+
+# -- end to end: the real engine, the scripted LLM server, the sandbox and Chroma ------------------------------
+def test_a_real_multi_turn_query_becomes_one_trace(llm, make_engine, exporter):
+    """Turn 1 searches and runs a batch of two sub-calls, turn 2's cell kills its worker, turn 3 drafts, and
+    max_iterations=3 ends the query: every step is a span in one trace, the limit an error on the query."""
+    from deeprecall.testing.scripted_server import by_turn
+    from tests.conftest import ROOT, SUB
+    from tests.engine.test_events import CRASH, DRAFT_AGAIN, SEARCH_AND_BATCH
+
+    server = llm({ROOT: by_turn(SEARCH_AND_BATCH, CRASH, DRAFT_AGAIN), SUB: lambda r: "note on " + r.last_user})
+    engine = make_engine(server, max_iterations=3, filters={"tenant": "acme"})
+    unsubscribe = engine.subscribe(subscriber(exporter))
+    result = engine.query("How much did Acme's revenue grow?")
+    unsubscribe()
+
+    spans = exporter.get_finished_spans()
+    named = by_name(spans)
+    (query,) = named["invoke_agent deeprecall"]
+    cells = sorted(named["execute_tool repl"], key=lambda s: s.start_time)
+    searches = sorted(next(g for n, g in named.items() if n.startswith("retrieval chroma:docs-")), key=lambda s: s.start_time)
+    assert len({s.context.trace_id for s in spans}) == 1
+    assert len(named[f"chat {ROOT}"]) == 3 and len(named[f"chat {SUB}"]) == 2 and len(cells) == 3 and len(searches) == 2
+    assert query.attributes["gen_ai.data_source.id"].startswith("chroma:docs-")
+    assert query.attributes["gen_ai.provider.name"] == "vllm"
+    assert query.attributes["deeprecall.query_id"] == result.query_id
+    assert query.status.status_code == StatusCode.ERROR and query.attributes["error.type"] == "max_iterations"
+    assert query.attributes["gen_ai.usage.input_tokens"] == sum(
+        u.input_tokens for u in [*result.usage.root.values(), *result.usage.sub.values()])
+    assert parent_of(searches[0]) == query.context.span_id  # the engine's first search, before any cell
+    assert parent_of(searches[1]) == cells[0].context.span_id
+    assert {parent_of(s) for s in named[f"chat {SUB}"]} == {cells[0].context.span_id}  # the batch, from cell 1
+    assert {parent_of(s) for s in [*cells, *named[f"chat {ROOT}"]]} == {query.context.span_id}
+    assert "deeprecall.worker_restarted" in [e.name for e in query.events]
+    for span in spans:
+        assert query.start_time <= span.start_time <= span.end_time <= query.end_time, span.name
+    turns = sorted(named[f"chat {ROOT}"], key=lambda s: s.start_time)
+    for turn, cell in zip(turns, cells, strict=True):  # each turn's reply, then its code
+        assert turn.end_time <= cell.start_time
+    assert json.loads(searches[1].attributes["gen_ai.retrieval.documents"])[0]["id"] == "doc0"
+    assert not any("Acme" in str(v) for s in spans for v in s.attributes.values())  # no content without opt-in
+
+
+
+def test_subscribers_at_construction_with_content_captured(llm, store, exporter):
+    from deeprecall import DeepRecall
+    from deeprecall.testing.scripted_server import by_turn
+    from tests.conftest import ROOT, engine_config
+    from tests.engine.test_query import repl
+
+    answer = repl('hits = search_db("Acme factory")\nanswer["content"] = "Lyon"\nanswer["ready"] = True')
+    server = llm({ROOT: by_turn(answer)})
+    with DeepRecall(vectorstore=store, config=engine_config(server),
+                    subscribers=[subscriber(exporter, capture_content=True)]) as engine:
+        result = engine.query("Where did Acme open a factory?")
+    named = by_name(exporter.get_finished_spans())
+    (query,) = named["invoke_agent deeprecall"]
+    (turn,) = named[f"chat {ROOT}"]
+    (cell,) = named["execute_tool repl"]
+    assert result.answer == "Lyon" and query.status.status_code != StatusCode.ERROR
+    assert query.attributes["input.value"] == "Where did Acme open a factory?"
+    assert json.loads(query.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == "Lyon"
+    sent = json.loads(turn.attributes["gen_ai.input.messages"])
+    assert sent[0]["role"] == "system" and "Where did Acme open a factory?" in json.dumps(sent)
+    assert 'search_db("Acme factory")' in json.loads(cell.attributes["gen_ai.tool.call.arguments"])["code"]
+    model_search = max(next(g for n, g in named.items() if n.startswith("retrieval")), key=lambda s: s.start_time)
+    assert model_search.attributes["gen_ai.retrieval.query.text"] == "Acme factory"
