@@ -345,3 +345,63 @@ def test_subscribers_at_construction_with_content_captured(llm, store, exporter)
     assert 'search_db("Acme factory")' in json.loads(cell.attributes["gen_ai.tool.call.arguments"])["code"]
     model_search = max(next(g for n, g in named.items() if n.startswith("retrieval")), key=lambda s: s.start_time)
     assert model_search.attributes["gen_ai.retrieval.query.text"] == "Acme factory"
+
+
+def test_spans_reach_an_otlp_http_collector(llm, make_engine):
+    """The set-up docs/opentelemetry.md shows (OTLP/HTTP exporter, batch processor, shutdown at exit), sending to a
+    local receiver that decodes the protobuf request as a collector would."""
+    import http.server
+    import threading
+
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from deeprecall.testing.scripted_server import by_turn
+    from tests.conftest import ROOT, SUB
+    from tests.engine.test_events import SEARCH_AND_BATCH
+    from tests.engine.test_query import repl
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    try:
+        provider = TracerProvider(resource=Resource.create({"service.name": "otlp-test"}))
+        endpoint = f"http://127.0.0.1:{collector.server_address[1]}/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        answer = repl('answer["content"] = "12%"\nanswer["ready"] = True')
+        server = llm({ROOT: by_turn(SEARCH_AND_BATCH, answer), SUB: lambda r: "ok"})
+        make_engine(server).query("How much did Acme's revenue grow?", on_event=OpenTelemetrySubscriber(tracer_provider=provider))
+        provider.shutdown()
+    finally:
+        collector.shutdown()
+    assert received and {path for path, _ in received} == {"/v1/traces"}
+    spans = []
+    for _, body in received:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
+            assert service == "otlp-test"
+            spans += [s for scope in resource_spans.scope_spans for s in scope.spans]
+    names = sorted(s.name for s in spans)
+    assert names.count(f"chat {ROOT}") == 2 and names.count(f"chat {SUB}") == 2 and "invoke_agent deeprecall" in names
+    (query,) = [s for s in spans if s.name == "invoke_agent deeprecall"]
+    attrs = {a.key: a.value for a in query.attributes}
+    assert attrs["gen_ai.operation.name"].string_value == "invoke_agent"
+    assert attrs["openinference.span.kind"].string_value == "AGENT"
+    assert attrs["gen_ai.usage.input_tokens"].int_value > 0
+    cell = next(s for s in spans if s.name == "execute_tool repl")
+    assert {s.parent_span_id for s in spans if s.name == f"chat {SUB}"} == {cell.span_id}
+
