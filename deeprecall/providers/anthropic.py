@@ -13,10 +13,11 @@ everything the registry, the factory and the pool need to know about this shape.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
-from deeprecall.errors import ProviderError
-from deeprecall.providers.adapter import ChatAdapter
+from deeprecall.errors import ProviderError, redact
+from deeprecall.providers.adapter import ChatAdapter, Deltas
 from deeprecall.providers.base import Completion, Message, map_sdk_error
 from deeprecall.providers.pricing import CostModel
 from deeprecall.providers.shapes import ApiShape
@@ -93,17 +94,57 @@ class AnthropicChatModel(ChatAdapter):
             raise ProviderError(f"{self._where}: the server returned no content", retryable=True)
         text = "".join(getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", "") == "text")
         usage = getattr(response, "usage", None)
-        return self._completion(text, _input_tokens(usage), int(getattr(usage, "output_tokens", 0) or 0), usage)
+        return self._completion(text, _input_tokens(usage), int(getattr(usage, "output_tokens", 0) or 0), usage,
+                                _finish_reason(getattr(response, "stop_reason", None)))
+
+    def _stream(self, messages: list[Message], timeout: float | None, deltas: Deltas) -> Completion:
+        """The messages stream's raw events: input tokens in ``message_start``, text in ``text_delta``s,
+        the stop reason and output tokens (cumulative) in ``message_delta``. The SDK's ``timeout`` bounds
+        each read; the call's own is checked after every event."""
+        deadline = time.monotonic() + timeout if timeout is not None else float("inf")
+        inp = out = 0
+        usage: Any = None
+        finish: str | None = None
+        with self._client.messages.create(**self._request(messages, timeout), stream=True) as events:
+            for event in events:
+                kind = getattr(event, "type", "")
+                if kind == "content_block_delta" and getattr(event.delta, "type", "") == "text_delta":
+                    deltas(event.delta.text)
+                elif kind == "message_start":
+                    usage = event.message.usage
+                    inp, out = _input_tokens(usage), int(getattr(usage, "output_tokens", 0) or 0)
+                elif kind == "message_delta":
+                    usage = event.usage
+                    inp = max(inp, _input_tokens(usage))
+                    out = int(getattr(usage, "output_tokens", 0) or 0) or out
+                    finish = _finish_reason(getattr(event.delta, "stop_reason", None))
+                if time.monotonic() > deadline:
+                    raise ProviderError(f"{self._where}: timed out: the stream outlasted the call's {timeout}s",
+                                        retryable=True)
+        return self._streamed(deltas, inp, out, usage, finish)
 
     def _map_error(self, error: Exception) -> ProviderError | None:
         import anthropic
 
         if not isinstance(error, (anthropic.AnthropicError, ValueError)):
             return None
+        if isinstance(error, anthropic.APIStatusError) and error.status_code == 200:
+            # an ``error`` event inside a 200 stream (overloaded, api_error): transient
+            message = redact(str(error.message), self._secrets)
+            return ProviderError(f"{self._where}: error in the stream: {message}", retryable=True)
         return map_sdk_error(anthropic, error, self._where, self.base_url or "Anthropic", self._secrets)
 
     def close(self) -> None:
         self._client.close()
+
+
+def _finish_reason(stop_reason: Any) -> str | None:
+    """Anthropic's stop reason in the engine's terms: ``max_tokens`` is a cut reply (``length``)."""
+    if stop_reason in ("end_turn", "stop_sequence"):
+        return "stop"
+    if stop_reason == "max_tokens":
+        return "length"
+    return stop_reason if isinstance(stop_reason, str) else None
 
 
 def _input_tokens(usage: Any) -> int:

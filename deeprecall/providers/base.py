@@ -8,6 +8,7 @@ Implementations must be safe to call from several threads at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol, runtime_checkable
@@ -34,6 +35,9 @@ class Completion:
     finish_reason: str | None = None
 
 
+OnDelta = Callable[[str], None]
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     """One configured LLM: a backend, a model name, its credentials.
@@ -43,12 +47,34 @@ class ChatModel(Protocol):
     (provider-reported cost, litellm's price table, or user ``pricing``); the
     engine refuses ``max_cost_usd`` when a model cannot be priced.
     ``complete`` raises ``ProviderError`` (with ``retryable`` set for 408/429/5xx/timeouts).
+
+    Streaming is a keyword of ``complete``, not a second method, because the
+    caller always wants the same thing back (one ``Completion``: text, tokens,
+    cost, finish reason, metered exactly as before) and only sometimes wants
+    to watch it arrive:
+
+    - ``on_delta=None`` (the default) is the plain, non-streaming call, at no
+      extra cost: most calls have nobody watching, and this is the hot path.
+    - ``on_delta`` given: the model makes a streaming call and calls
+      ``on_delta(text)`` with each piece of reply text as it arrives, in order,
+      on the calling thread; the pieces join to ``Completion.text``. Retries
+      and pool failover happen only before the first piece is delivered;
+      after it an error is raised as a non-retryable ``ProviderError`` (a retry
+      would send the consumer the reply twice). An exception raised by
+      ``on_delta`` itself propagates unchanged and ends the call. A model that
+      cannot stream calls ``on_delta(text)`` once with the whole reply.
+
+    A method rather than ``stream()`` returning an iterator keeps every wrapper
+    (pools, hybrid, the engine's metering) one call deep, and lets a provider
+    that cannot stream satisfy the contract with one line.
     """
 
     model_name: str
     has_price: bool
 
-    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion: ...
+    def complete(
+        self, messages: list[Message], *, timeout: float | None = None, on_delta: OnDelta | None = None
+    ) -> Completion: ...
 
     def close(self) -> None: ...
 

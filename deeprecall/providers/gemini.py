@@ -14,10 +14,11 @@ and their env vars, the adapter, the litellm deployment a pool routes to.
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from deeprecall.errors import ConfigError, ProviderError, redact
-from deeprecall.providers.adapter import ChatAdapter
+from deeprecall.providers.adapter import ChatAdapter, Deltas
 from deeprecall.providers.base import Completion, Message, is_transport_error, retryable_status
 from deeprecall.providers.pricing import CostModel
 from deeprecall.providers.shapes import ApiShape
@@ -96,7 +97,24 @@ class GeminiChatModel(ChatAdapter):
         if not candidates:
             raise ProviderError(f"{self._where}: the server returned no candidates", retryable=True)
         usage = getattr(response, "usage_metadata", None)
-        return self._completion(_text(candidates[0]), *_tokens(usage))
+        return self._completion(_text(candidates[0]), *_tokens(usage), finish_reason=_finish_reason(candidates[0]))
+
+    def _stream(self, messages: list[Message], timeout: float | None, deltas: Deltas) -> Completion:
+        """``streamGenerateContent``: each chunk's text as it comes; usage and finish reason from the last
+        chunk that has them. The SDK's timeout bounds each request; the call's own is checked per chunk."""
+        deadline = time.monotonic() + timeout if timeout is not None else float("inf")
+        usage: Any = None
+        finish: str | None = None
+        for chunk in self._client.models.generate_content_stream(**self._request(messages, timeout)):
+            candidates = getattr(chunk, "candidates", None)
+            if candidates:
+                deltas(_text(candidates[0]))
+                finish = _finish_reason(candidates[0]) or finish
+            usage = getattr(chunk, "usage_metadata", None) or usage
+            if time.monotonic() > deadline:
+                raise ProviderError(f"{self._where}: timed out: the stream outlasted the call's {timeout}s",
+                                    retryable=True)
+        return self._streamed(deltas, *_tokens(usage), finish_reason=finish)
 
     def _map_error(self, error: Exception) -> ProviderError | None:
         from google.auth.exceptions import GoogleAuthError
@@ -124,6 +142,13 @@ def _text(candidate: Any) -> str:
     """The answer's text: every part except the model's thoughts."""
     parts = getattr(getattr(candidate, "content", None), "parts", None) or []
     return "".join(p.text or "" for p in parts if not getattr(p, "thought", False))
+
+
+def _finish_reason(candidate: Any) -> str | None:
+    """Gemini's finish reason in the engine's terms: ``MAX_TOKENS`` is a cut reply (``length``)."""
+    reason = getattr(candidate, "finish_reason", None)
+    name = str(getattr(reason, "value", reason) or "")
+    return {"STOP": "stop", "MAX_TOKENS": "length"}.get(name, name.lower() or None)
 
 
 def _tokens(usage: Any) -> tuple[int, int]:

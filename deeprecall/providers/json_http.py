@@ -14,7 +14,10 @@ rest:
   ``x-should-retry`` obeyed;
 - a call budget: ``timeout`` bounds the whole call, retries and waits included;
 - TLS verified against the system store plus certifi's bundle when installed;
-- ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the environment.
+- ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the environment;
+- server-sent event streams (``stream``): the same retries until the reply
+  starts, then each event as it arrives, the call's deadline checked on every
+  read; a connection read to the end of its stream goes back to the pool.
 
 Errors come out as ``ProviderError`` with the status and ``retryable`` set,
 and with every secret redacted.
@@ -32,6 +35,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +126,7 @@ class JsonHttpClient:
                  where: str, secrets: list[str]) -> None:
         self._origin = _Origin(base_url)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
+        self._stream_headers = {**self._headers, "Accept": "text/event-stream"}
         self._timeout = timeout
         self._max_retries = max(0, max_retries)
         self._where = where
@@ -173,17 +178,18 @@ class JsonHttpClient:
                 conn.close()  # the server closed an idle keep-alive connection: one fresh try
                 conn = self._origin.connect(timeout)
                 return self._exchange(conn, path, payload, timeout)
-        except ssl.SSLCertVerificationError as e:
-            conn.close()
-            raise self._error(f"the TLS certificate of {self._service()} could not be verified ({e.verify_message}); "
-                              "if a proxy on your network re-signs TLS, point SSL_CERT_FILE at its CA bundle",
-                              retryable=False) from None
-        except TimeoutError:
-            conn.close()
-            raise self._error("timed out waiting for the server", retryable=True) from None
         except (OSError, http.client.HTTPException) as e:
             conn.close()
-            raise self._error(f"{type(e).__name__}: cannot reach {self._service()}", retryable=True) from None
+            raise self._transport_error(e) from None
+
+    def _transport_error(self, e: OSError | http.client.HTTPException) -> ProviderError:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return self._error(f"the TLS certificate of {self._service()} could not be verified ({e.verify_message}); "
+                               "if a proxy on your network re-signs TLS, point SSL_CERT_FILE at its CA bundle",
+                               retryable=False)
+        if isinstance(e, TimeoutError):
+            return self._error("timed out waiting for the server", retryable=True)
+        return self._error(f"{type(e).__name__}: cannot reach {self._service()}", retryable=True)
 
     def _exchange(self, conn: http.client.HTTPConnection, path: str, payload: bytes, timeout: float) -> Response:
         conn.timeout = timeout
@@ -198,6 +204,113 @@ class JsonHttpClient:
         else:
             self._checkin(conn)
         return response
+
+    def stream(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """POST ``body`` and yield the JSON object of each server-sent event as it arrives (up to ``[DONE]``).
+
+        Retries as ``post`` does until the reply starts; after that a broken stream, a timeout or an
+        ``{"error": ...}`` event raises ``ProviderError``. A 2xx reply that is not an event stream (a
+        server that ignored ``stream``) is yielded whole, once. Nothing is sent before the first ``next()``."""
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        deadline = time.monotonic() + timeout if timeout is not None else float("inf")
+        attempt = 0
+        while True:
+            try:
+                conn, reply = self._open(path, payload, self._attempt_timeout(deadline))
+                break
+            except ProviderError as e:
+                wait = self._retry_wait(e, attempt, deadline)
+                if wait is None:
+                    raise
+            time.sleep(wait)
+            attempt += 1
+        yield from self._events(conn, reply, deadline)
+
+    def _open(self, path: str, payload: bytes, timeout: float) -> tuple[http.client.HTTPConnection,
+                                                                        http.client.HTTPResponse]:
+        """Send the request and read the status; a non-2xx reply is read whole and raised."""
+        conn, reused = self._checkout(timeout)
+        try:
+            try:
+                reply = self._request(conn, path, payload, timeout)
+            except _STALE:
+                if not reused:
+                    raise
+                conn.close()
+                conn = self._origin.connect(timeout)
+                reply = self._request(conn, path, payload, timeout)
+            if 200 <= reply.status < 300:
+                return conn, reply
+            response = Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read())
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise self._transport_error(e) from None
+        if reply.will_close:
+            conn.close()
+        else:
+            self._checkin(conn)
+        self._parse(response)  # raises the status error
+        raise AssertionError("unreachable")
+
+    def _request(self, conn: http.client.HTTPConnection, path: str, payload: bytes,
+                 timeout: float) -> http.client.HTTPResponse:
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        conn.request("POST", self._origin.target(path), body=payload, headers=self._stream_headers)
+        return conn.getresponse()
+
+    def _events(self, conn: http.client.HTTPConnection, reply: http.client.HTTPResponse,
+                deadline: float) -> Iterator[dict[str, Any]]:
+        finished = False
+        try:
+            if "text/event-stream" not in (reply.getheader("Content-Type") or ""):
+                body = reply.read()
+                finished = True
+                yield self._parse(Response(reply.status, {}, body))
+                return
+            data: list[str] = []
+            while True:
+                if conn.sock is not None:
+                    conn.sock.settimeout(self._attempt_timeout(deadline))
+                line = reply.readline()
+                if line.endswith(b"\n"):
+                    line = line.rstrip(b"\r\n")
+                elif line:  # the body ended inside a line: a stream cut short
+                    raise http.client.IncompleteRead(line)
+                else:
+                    break
+                if line.startswith(b"data:"):
+                    data.append(line[5:].removeprefix(b" ").decode("utf-8", "replace"))
+                elif not line and data:
+                    event, data = "\n".join(data), []
+                    if event == "[DONE]":
+                        break
+                    yield self._event(event)
+            if data and data != ["[DONE]"]:
+                yield self._event("\n".join(data))
+            reply.read()  # the rest of the body, so the connection can be reused
+            finished = True
+        except TimeoutError:
+            raise self._error("timed out waiting for the rest of the stream", retryable=True) from None
+        except (OSError, http.client.HTTPException) as e:
+            raise self._error(f"the stream broke ({type(e).__name__})", retryable=True) from None
+        finally:
+            if finished and not reply.will_close:
+                self._checkin(conn)
+            else:
+                conn.close()
+
+    def _event(self, text: str) -> dict[str, Any]:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise self._error("malformed stream event (not a JSON object)", retryable=True)
+        if data.get("error") and not data.get("choices"):
+            raise self._error(f"error in the stream: {_message(text.encode())}", retryable=True)
+        return data
 
     def _checkout(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:

@@ -11,10 +11,12 @@ backend_kwargs (any litellm model string, ``extra`` passed through), for the
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from deeprecall.errors import ConfigError, MissingDependencyError, ProviderError, redact
-from deeprecall.providers.adapter import ChatAdapter
+from deeprecall.providers.adapter import ChatAdapter, Deltas
 from deeprecall.providers.base import Completion, Message, retryable_status
 from deeprecall.providers.pricing import CostModel, Price, parse_pricing
 from deeprecall.providers.shapes import ApiShape
@@ -111,6 +113,21 @@ class LiteLLMChatModel(ChatAdapter):
         )
         return to_completion(response, self.model_name, self._cost, self._where)
 
+    def _stream(self, messages: list[Message], timeout: float | None, deltas: Deltas) -> Completion:
+        chunks = self._litellm.completion(
+            model=self.model_name,
+            messages=messages,
+            api_key=self._api_key,
+            api_base=self.base_url,
+            timeout=timeout or self._timeout,
+            num_retries=self._max_retries,
+            stream=True,
+            stream_options={"include_usage": True},
+            **self._sampling,
+            **self._extra,
+        )
+        return stream_completion(chunks, deltas, self.model_name, self._cost, self._where, timeout)
+
     def _map_error(self, error: Exception) -> ProviderError | None:
         return map_litellm_error(self._litellm, error, self._where, self._secrets)
 
@@ -124,7 +141,34 @@ def to_completion(response: Any, model: str, cost: CostModel, where: str) -> Com
     usage = getattr(response, "usage", None)
     inp = int(getattr(usage, "prompt_tokens", 0) or 0)
     out = int(getattr(usage, "completion_tokens", 0) or 0)
-    return Completion(text=text, model=model, input_tokens=inp, output_tokens=out, cost_usd=cost.cost(inp, out, usage))
+    return Completion(text=text, model=model, input_tokens=inp, output_tokens=out, cost_usd=cost.cost(inp, out, usage),
+                      finish_reason=getattr(choices[0], "finish_reason", None) or None)
+
+
+def stream_completion(chunks: Iterable[Any], deltas: Deltas, model: str, cost: CostModel, where: str,
+                      timeout: float | None) -> Completion:
+    """A litellm stream (``CustomStreamWrapper``) read into ``deltas``; usage from the chunk that carries it
+    (``stream_options.include_usage``), priced by ``cost``. The call's ``timeout`` is checked per chunk."""
+    deadline = time.monotonic() + timeout if timeout is not None else float("inf")
+    usage: Any = None
+    finish: str | None = None
+    try:
+        for chunk in chunks:
+            choices = getattr(chunk, "choices", None)
+            if choices:
+                deltas(getattr(getattr(choices[0], "delta", None), "content", None) or "")
+                finish = getattr(choices[0], "finish_reason", None) or finish
+            usage = getattr(chunk, "usage", None) or usage
+            if time.monotonic() > deadline:
+                raise ProviderError(f"{where}: timed out: the stream outlasted the call's {timeout}s", retryable=True)
+    finally:
+        close = getattr(chunks, "close", None)
+        if callable(close):
+            close()
+    inp = int(getattr(usage, "prompt_tokens", 0) or 0)
+    out = int(getattr(usage, "completion_tokens", 0) or 0)
+    return Completion(text=deltas.text, model=model, input_tokens=inp, output_tokens=out,
+                      cost_usd=cost.cost(inp, out, usage), finish_reason=finish)
 
 
 def _resolve(spec: ProviderSpec, kwargs: dict[str, Any]) -> Endpoint:

@@ -22,7 +22,11 @@ Why these choices:
 - Greedy decoding (temperature 0) with a fixed seed by default: a small model
   writing code does best without sampling noise, and runs are reproducible.
 - ``timeout``: generation is checked against the deadline after every token and
-  stops there (``ProviderError``, retryable). Reading the prompt cannot be
+  stops there (``ProviderError``, retryable).
+- Streaming (``on_delta``): llama-cpp-python's ``stream=True``, each piece handed on
+  as it is decoded (it holds back text that might begin a stop sequence). Its
+  stream carries no usage: input tokens are the prompt's, output tokens the
+  reply re-tokenised (for greedy output, what was generated). Reading the prompt cannot be
   interrupted; a call can overrun its timeout by that much (~80 prompt tokens/s on
   2 cores), which is why ``prompt_seconds`` is estimated and refused up front.
 """
@@ -36,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from deeprecall.errors import ConfigError, ContextWindowExceeded, MissingDependencyError, ProviderError
-from deeprecall.providers.base import Completion, Message
+from deeprecall.providers.adapter import Deltas
+from deeprecall.providers.base import Completion, Message, OnDelta
 from deeprecall.providers.local_models import (
     KNOWN_MODELS,
     LocalModel,
@@ -146,7 +151,8 @@ class LlamaCppChatModel:
                                                  special=True)
         return tokens
 
-    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
+    def complete(self, messages: list[Message], *, timeout: float | None = None,
+                 on_delta: OnDelta | None = None) -> Completion:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         tokens = self._prompt_tokens(messages)
         self._check_window(len(tokens))
@@ -155,7 +161,7 @@ class LlamaCppChatModel:
                                 "hold it; the in-process models run one call at a time)", retryable=True)
         try:
             self._check_prompt_time(len(tokens), deadline)
-            return self._generate(tokens, deadline)
+            return self._generate(tokens, deadline, Deltas(on_delta) if on_delta is not None else None)
         finally:
             self._lock.release()
 
@@ -176,7 +182,7 @@ class LlamaCppChatModel:
                                 f"{prompt_tokens / speed if speed else 0:.0f}s and {max(left, 0):.0f}s are left",
                                 retryable=True)
 
-    def _generate(self, tokens: list[int], deadline: float) -> Completion:
+    def _generate(self, tokens: list[int], deadline: float, deltas: Deltas | None = None) -> Completion:
         from llama_cpp import StoppingCriteriaList
 
         timed_out = threading.Event()
@@ -187,22 +193,38 @@ class LlamaCppChatModel:
             return timed_out.is_set()
 
         start, before = time.monotonic(), self._perf()
+        settings = {k: v for k, v in self._sampling.items() if k != "stop"}
         try:
-            out = self._llama.create_completion(tokens, max_tokens=self._max_tokens(len(tokens)), stream=False,
-                                                stop=self._stops(), stopping_criteria=StoppingCriteriaList([past_deadline]),
-                                                **{k: v for k, v in self._sampling.items() if k != "stop"})
+            out = self._llama.create_completion(tokens, max_tokens=self._max_tokens(len(tokens)),
+                                                stream=deltas is not None, stop=self._stops(),
+                                                stopping_criteria=StoppingCriteriaList([past_deadline]), **settings)
+            if deltas is not None:
+                out = self._read_stream(out, deltas)
         except (ValueError, RuntimeError) as e:
-            raise ProviderError(f"llama-cpp:{self.model_name}: generation failed: {e}", retryable=False) from e
+            error = ProviderError(f"llama-cpp:{self.model_name}: generation failed: {e}", retryable=False)
+            raise error from e
         usage = out.get("usage") or {}
         self._measure(before)
         if timed_out.is_set():
-            raise ProviderError(f"llama-cpp:{self.model_name}: timed out after {time.monotonic() - start:.0f}s "
-                                f"({usage.get('completion_tokens', 0)} tokens written)", retryable=True)
+            error = ProviderError(f"llama-cpp:{self.model_name}: timed out after {time.monotonic() - start:.0f}s "
+                                  f"({usage.get('completion_tokens', 0)} tokens written)", retryable=True)
+            raise deltas.fail(error) if deltas is not None else error
         choice = out["choices"][0]
         return Completion(text=choice.get("text") or "", model=self.model_name,
                           input_tokens=int(usage.get("prompt_tokens") or len(tokens)),
                           output_tokens=int(usage.get("completion_tokens") or 0), cost_usd=0.0,
                           finish_reason=choice.get("finish_reason"))
+
+    def _read_stream(self, chunks: Any, deltas: Deltas) -> dict[str, Any]:
+        """llama-cpp-python's stream into ``deltas``, returned in the shape of its non-streamed result."""
+        finish = None
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            deltas(choice.get("text") or "")
+            finish = choice.get("finish_reason") or finish
+        text = deltas.text
+        written = len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+        return {"choices": [{"text": text, "finish_reason": finish}], "usage": {"completion_tokens": written}}
 
     def _max_tokens(self, prompt_tokens: int) -> int:
         return max(1, min(self.max_output_tokens, self.n_ctx - prompt_tokens))

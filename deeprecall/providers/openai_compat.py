@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from deeprecall._version import __version__
 from deeprecall.errors import ConfigError, ContextWindowExceeded, ProviderError
-from deeprecall.providers.adapter import ChatAdapter
+from deeprecall.providers.adapter import ChatAdapter, Deltas
 from deeprecall.providers.base import Completion, Message
 from deeprecall.providers.json_http import JsonHttpClient
 from deeprecall.providers.pricing import CostModel, parse_pricing
@@ -66,6 +66,7 @@ class OpenAIChatModel(ChatAdapter):
         super().__init__(model_name, provider=provider, base_url=base_url, api_key=api_key,
                          default_headers=default_headers, sampling_args=sampling_args, cost=cost)
         self._extra_body = dict(extra_body or {})
+        self._stream_usage = True  # ask for usage in the last chunk, until the server refuses stream_options
         if azure_api_version is not None:
             # Azure routes by deployment in the path and takes the key in ``api-key``.
             url = f"{(base_url or '').rstrip('/')}/openai/deployments/{urllib.parse.quote(model_name, safe='')}"
@@ -99,6 +100,41 @@ class OpenAIChatModel(ChatAdapter):
                 raise ContextWindowExceeded(str(e)) from e
             raise
         return self._to_completion(response)
+
+    def _stream(self, messages: list[Message], timeout: float | None, deltas: Deltas) -> Completion:
+        """SSE chunks; usage from the last chunk (``stream_options.include_usage``). A server that sends no
+        usage leaves the tokens at 0: nothing is estimated. A server that ignores ``stream`` answers whole."""
+        body: dict[str, Any] = {"model": self.model_name, "messages": messages, **self._sampling, **self._extra_body,
+                                "stream": True}
+        asked_usage = self._stream_usage
+        if asked_usage:
+            body["stream_options"] = {"include_usage": True}
+        usage: dict[str, Any] = {}
+        finish: str | None = None
+        try:
+            for event in self._http.stream(self._path, body, timeout=timeout):
+                choices = event.get("choices")
+                choice = choices[0] if isinstance(choices, list) and choices else None
+                if isinstance(choice, dict) and isinstance(choice.get("message"), dict):  # not streamed after all
+                    completion = self._to_completion(event)
+                    deltas(completion.text)
+                    return completion
+                if isinstance(choice, dict):
+                    delta = choice.get("delta")
+                    if isinstance(delta, dict):
+                        deltas(_text(delta.get("content")))
+                    finish = _finish_reason(choice) or finish
+                if isinstance(event.get("usage"), dict):
+                    usage = event["usage"]
+        except ProviderError as e:
+            if _is_context_error(e):
+                raise ContextWindowExceeded(str(e)) from e
+            if asked_usage and e.status == 400 and "stream_options" in str(e) and not deltas.started:
+                self._stream_usage = False  # this server does not take it: stream without usage from now on
+                return self._stream(messages, timeout, deltas)
+            raise
+        return self._streamed(deltas, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                              usage, finish)
 
     def _to_completion(self, response: dict[str, Any]) -> Completion:
         choices = response.get("choices")

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from deeprecall.errors import ConfigError
-from deeprecall.providers.base import ChatModel, Completion, Message
+from deeprecall.providers.base import ChatModel, Completion, Message, OnDelta
 
 ROLES = ("reasoner", "executor")
 
@@ -94,8 +94,11 @@ class HybridChatModel:
     def __repr__(self) -> str:
         return f"HybridChatModel(reasoner={self.reasoner!r}, executor={self.sub_model!r})"
 
-    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
-        return self.reasoner.complete(messages, timeout=timeout)
+    def complete(self, messages: list[Message], *, timeout: float | None = None,
+                 on_delta: OnDelta | None = None) -> Completion:
+        if on_delta is None:
+            return self.reasoner.complete(messages, timeout=timeout)
+        return self.reasoner.complete(messages, timeout=timeout, on_delta=on_delta)
 
     def close(self) -> None:
         self.reasoner.close()

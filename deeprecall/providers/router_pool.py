@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deeprecall.errors import ConfigError, ProviderError
-from deeprecall.providers.base import Completion, Message
+from deeprecall.providers.adapter import Deltas
+from deeprecall.providers.base import Completion, Message, OnDelta
 from deeprecall.providers.endpoint import Endpoint, resolve_endpoint
-from deeprecall.providers.litellm_model import import_litellm, map_litellm_error, to_completion
+from deeprecall.providers.litellm_model import import_litellm, map_litellm_error, stream_completion, to_completion
 from deeprecall.providers.pricing import CostModel
 
 STRATEGIES = {
@@ -133,21 +134,43 @@ class PoolChatModel:
         labels = ", ".join(m.label for m in self.members)
         return f"PoolChatModel(model_name={self.model_name!r}, strategy={self.strategy!r}, members=[{labels}])"
 
-    def complete(self, messages: list[Message], *, timeout: float | None = None) -> Completion:
+    def complete(self, messages: list[Message], *, timeout: float | None = None,
+                 on_delta: OnDelta | None = None) -> Completion:
+        """One call through the Router. Streaming (``on_delta``): the Router retries and fails over while it
+        opens the stream (an HTTP error, a refused connection, no first byte in time); once the stream is
+        open nothing is retried, and an error after the first delta is a non-retryable ``ProviderError``."""
         where = f"pool:{self.model_name}"
+        deltas = Deltas(on_delta) if on_delta is not None else None
         try:
-            response = self._router.completion(
-                model=self.model_name, messages=messages, timeout=timeout or self._timeout
-            )
-        except ProviderError:
-            raise
+            if deltas is None:
+                response = self._router.completion(
+                    model=self.model_name, messages=messages, timeout=timeout or self._timeout
+                )
+                member = self._member(response)
+                return to_completion(response, member.label if member else self.model_name,
+                                     member.cost if member else CostModel(None), where)
+            chunks = self._router.completion(model=self.model_name, messages=messages, timeout=timeout or self._timeout,
+                                             stream=True, stream_options={"include_usage": True})
+            member = self._member(chunks)
+            return stream_completion(chunks, deltas, member.label if member else self.model_name,
+                                     member.cost if member else CostModel(None), where, timeout)
+        except ProviderError as e:
+            if deltas is None:
+                raise
+            failed = deltas.fail(e)
+            if failed is e:
+                raise
+            raise failed from None
         except Exception as e:
-            raise map_litellm_error(self._litellm, e, where, self._secrets) from None
+            if deltas is not None and e is deltas.error:
+                raise
+            mapped = map_litellm_error(self._litellm, e, where, self._secrets)
+            raise (deltas.fail(mapped) if deltas is not None else mapped) from None
+
+    def _member(self, response: Any) -> Member | None:
+        """The member that served: litellm tags the response (or stream) with its deployment id."""
         hidden = getattr(response, "_hidden_params", None) or {}
-        member = self._by_id.get(str(hidden.get("model_id")))
-        if member is None:
-            return to_completion(response, self.model_name, CostModel(None), where)
-        return to_completion(response, member.label, member.cost, where)
+        return self._by_id.get(str(hidden.get("model_id")))
 
     def close(self) -> None:
         self._router.discard()
