@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -121,3 +122,33 @@ def read_until_exit(fd: int, proc: subprocess.Popen[str], timeout: float = 120) 
     proc.wait(timeout=10)
     os.close(fd)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_json_events_stream_the_reply_live_and_ctrl_c_stops_the_query(tmp_path, llm):
+    """The root model streams its reply slowly: its first pieces reach stdout while it is still writing; Ctrl-C then
+    ends the command at once (the query is cancelled: no further model call)."""
+    from deeprecall.testing.scripted_server import Reply
+
+    slow = Reply(text=FIRST, chunks=[FIRST[:10], FIRST[10:20], FIRST[20:]], chunk_delay=1.0)
+    args = query_args(tmp_path, llm, "--json-events")
+    server = llm({"root-model": by_turn(slow), "sub-model": lambda request: "Lyon, France."})
+    args[args.index("--base-url") + 1] = server.base_url
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env=clean_env())
+    assert proc.stdout is not None
+    first_delta = None
+    while first_delta is None:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else ""
+        event = event_from_json(line)
+        if event.type == "model_delta":
+            first_delta = event
+    assert first_delta.text == FIRST[:10]  # the first piece, while the server is still sending the rest
+    assert not any(r.replied_at for r in server.requests if r.model == "root-model")
+    sent_at = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 130
+    assert time.monotonic() - sent_at < 5
+    assert '"type":"answer"' not in rest.replace(" ", "")
+    assert len([r for r in server.requests if r.model == "root-model"]) == 1  # no later turn started
