@@ -14,6 +14,7 @@ OpenTelemetry). All of them read the one stream ``QueryRun`` emits
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -265,9 +266,10 @@ class DeepRecall:
 
     @staticmethod
     def _emit_answer(run: QueryRun, result: QueryResult) -> None:
-        if run.events.active:
-            usage = result.to_dict()["usage"]
-            run.events.emit(AnswerEvent, answer=result.answer, sources=[s.__dict__ for s in result.sources],
+        if run.events.active:  # not result.to_dict(): that deep-copies every step to read the usage
+            usage = {**dataclasses.asdict(result.usage), "total_tokens": result.usage.total_tokens,
+                     "total_cost_usd": result.usage.total_cost_usd}
+            run.events.emit(AnswerEvent, answer=result.answer, sources=[dict(s.__dict__) for s in result.sources],
                             grounded=result.grounded, usage=usage, seconds=result.seconds, error=result.error,
                             error_message=result.error_message, result=result)
 
