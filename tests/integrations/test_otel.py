@@ -405,3 +405,13 @@ def test_spans_reach_an_otlp_http_collector(llm, make_engine):
     cell = next(s for s in spans if s.name == "execute_tool repl")
     assert {s.parent_span_id for s in spans if s.name == f"chat {SUB}"} == {cell.span_id}
 
+
+
+def test_a_fault_in_the_subscriber_is_logged_by_type_not_raised(exporter, caplog):
+    events = multi_turn_events()
+    broken = events[-1].model_copy(update={"usage": {"root": {"m": {"input_tokens": "not a number " + QUESTION}}}})
+    sub = subscriber(exporter)
+    with caplog.at_level("WARNING", logger="deeprecall"):
+        run(sub, [*events[:-1], broken])
+    assert "OpenTelemetry subscriber: ValueError on a answer event" in caplog.text
+    assert QUESTION not in caplog.text
