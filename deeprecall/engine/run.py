@@ -183,7 +183,8 @@ class QueryRun:
     def _call_root(self, messages: list[Message]) -> Completion:
         """One root call. With a subscriber, the reply's text is streamed as ``ModelDelta`` events
         (``on_delta`` is passed only then, so a plain ``query()`` keeps the non-streaming call); a
-        model that does not stream gives one delta with its whole reply."""
+        model that does not stream gives one delta with its whole reply. A cancelled query stops
+        reading a streamed reply at its next piece."""
         if not self.events.active:
             return self.root.complete(messages, timeout=self.seconds_left())
         streamed = False
@@ -191,6 +192,8 @@ class QueryRun:
 
         def on_delta(text: str) -> None:
             nonlocal streamed
+            if self.cancelled:  # the provider lets this through unmapped: the stream stops at its next piece
+                raise self.trip(CANCELLED, "the query was cancelled by its caller")
             if text:
                 streamed = True
                 self.events.emit(ModelDelta, model=name, text=text)

@@ -234,3 +234,23 @@ def test_closing_the_engine_cancels_its_running_queries(llm, make_engine):
     engine.close()
     thread.join(5.0)
     assert not thread.is_alive() and results[0].error == "cancelled"
+
+
+def test_cancelling_during_a_streamed_reply_stops_reading_it(llm, make_engine):
+    """The model streams its reply in 20 pieces 0.2 s apart (4 s). Cancelled after the first pieces, the
+    query stops reading at the next piece: its thread is gone long before the server would finish."""
+    text = " ".join(f"word{i}" for i in range(20))
+    server = llm({ROOT: lambda r: Reply(text=text, chunk_delay=0.2)})
+    engine = make_engine(server)
+    engine.warm()
+    stream = engine.stream("q")
+    deltas = 0
+    for event in stream:
+        deltas += event.type == "model_delta"
+        if deltas == 2:
+            break
+    cancelled_at = time.monotonic()
+    stream.close()
+    wait_until(lambda: query_threads() == [], 1.5, "the query thread ended")
+    assert time.monotonic() - cancelled_at < 1.5 and len(server.requests) == 1
+    assert server.requests[0].body.get("stream") is True  # a streamed call: deltas were requested
