@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from deeprecall.errors import ProviderError, redact
 from deeprecall.providers.adapter import ChatAdapter, Deltas
-from deeprecall.providers.base import Completion, Message, map_sdk_error
+from deeprecall.providers.base import Completion, Message, is_transport_error, map_sdk_error
 from deeprecall.providers.pricing import CostModel
 from deeprecall.providers.shapes import ApiShape
 
@@ -126,6 +126,8 @@ class AnthropicChatModel(ChatAdapter):
     def _map_error(self, error: Exception) -> ProviderError | None:
         import anthropic
 
+        if is_transport_error(error):  # raised while reading a stream, where the SDK does not wrap it
+            return ProviderError(f"{self._where}: the stream broke ({type(error).__name__})", retryable=True)
         if not isinstance(error, (anthropic.AnthropicError, ValueError)):
             return None
         if isinstance(error, anthropic.APIStatusError) and error.status_code == 200:

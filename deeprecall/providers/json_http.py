@@ -276,7 +276,7 @@ class JsonHttpClient:
                 line = reply.readline()
                 if line.endswith(b"\n"):
                     line = line.rstrip(b"\r\n")
-                elif line:  # the body ended inside a line: a stream cut short
+                elif line or _cut_short(reply):  # the body ended inside a line, or before its end
                     raise http.client.IncompleteRead(line)
                 else:
                     break
@@ -349,6 +349,14 @@ class JsonHttpClient:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def _cut_short(reply: http.client.HTTPResponse) -> bool:
+    """At EOF: did the body end before its end? (A chunked body whose last, empty chunk never came, or
+    fewer bytes than Content-Length.) http.client's ``readline`` reports both as a quiet EOF."""
+    if reply.chunked:
+        return reply.chunk_left is not None  # set to None only on reading the last chunk
+    return bool(reply.length)
 
 
 class _StatusError(ProviderError):
