@@ -215,3 +215,21 @@ def test_sub_call_failures_are_events_with_their_error(llm, make_engine):
     subs = {e.prompt_preview: e for e in events if e.type == "sub_call"}
     assert subs["a"].error is None and subs["a"].response_preview == "fine"
     assert subs["b"].error is not None and "400" in subs["b"].error and subs["b"].response_preview == ""
+
+
+def test_a_hung_cell_is_a_sandbox_hung_error_and_ends_the_query_as_cell_timeout(llm, make_engine):
+    """The worker ignores its 1 s cell timeout: the host kills it (SandboxHung), the cell ends with that
+    error, no worker is restarted, and the query ends as cell_timeout."""
+    from deeprecall.errors import SandboxError, SandboxHung
+
+    assert issubclass(SandboxHung, SandboxError)
+    hang = repl('while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass')
+    events: list[Any] = []
+    result = make_engine(llm({ROOT: by_turn(hang)}), environment_kwargs={"pool_size": 1, "cell_timeout": 1}).query(
+        "q", on_event=events.append)
+    assert result.error == "cell_timeout"
+    # no draft: after the limit, one evidence call answers from the retrieved documents
+    assert kinds(events)[-5:] == ["cell_started", "cell_ended", "limit", "model_turn", "answer"]
+    ended, limit, evidence = [e for e in events if e.type in ("cell_ended", "limit", "model_turn")][-3:]
+    assert "did not answer within" in ended.error and limit.reason == "cell_timeout" and evidence.purpose == "evidence"
+    assert "worker_restarted" not in kinds(events)
