@@ -442,9 +442,10 @@ def anthropic_stream(request: ChatRequest, reply: Reply) -> list[StreamEvent]:
     """The messages stream as the anthropic SDK reads it: message_start (input tokens), a text block
     of ``text_delta`` events, message_delta (stop reason, output tokens), message_stop."""
     input_tokens, output_tokens = _tokens(request, reply)
-    message = {"id": f"msg_{len(request.messages)}", "type": "message", "role": "assistant", "model": request.model,
-               "content": [], "stop_reason": None, "stop_sequence": None,
-               "usage": {"input_tokens": input_tokens, "output_tokens": 1}}
+    message: dict[str, Any] = {
+        "id": f"msg_{len(request.messages)}", "type": "message", "role": "assistant", "model": request.model,
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1}}
     events: list[StreamEvent] = [
         ("head", _sse({"type": "message_start", "message": message}, "message_start")),
         ("head", _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
