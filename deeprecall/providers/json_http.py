@@ -269,26 +269,34 @@ class JsonHttpClient:
                 finished = True
                 yield self._parse(Response(reply.status, {}, body))
                 return
-            data: list[str] = []
+            # read1() hands over what has arrived (one HTTP chunk or more) and events are split here: a few
+            # Python calls per read, not two readline()s through http.client's chunked reader per line.
+            pending = b""
             while True:
                 if conn.sock is not None:
                     conn.sock.settimeout(self._attempt_timeout(deadline))
-                line = reply.readline()
-                if line.endswith(b"\n"):
-                    line = line.rstrip(b"\r\n")
-                elif line or _cut_short(reply):  # the body ended inside a line, or before its end
-                    raise http.client.IncompleteRead(line)
-                else:
+                received = reply.read1(65536)
+                if not received:
+                    if _cut_short(reply):
+                        raise http.client.IncompleteRead(pending)
+                    last = _sse_data(pending.strip().replace(b"\r\n", b"\n"))
+                    if last is not None and last != "[DONE]":  # a last event without its blank line
+                        yield self._event(last)
                     break
-                if line.startswith(b"data:"):
-                    data.append(line[5:].removeprefix(b" ").decode("utf-8", "replace"))
-                elif not line and data:
-                    event, data = "\n".join(data), []
+                pending += received
+                if b"\r" in pending:
+                    pending = pending.replace(b"\r\n", b"\n")
+                *events, pending = pending.split(b"\n\n")
+                for raw in events:
+                    event = _sse_data(raw)
+                    if event is None:
+                        continue
                     if event == "[DONE]":
                         break
                     yield self._event(event)
-            if data and data != ["[DONE]"]:
-                yield self._event("\n".join(data))
+                else:
+                    continue
+                break
             reply.read()  # the rest of the body, so the connection can be reused
             finished = True
         except TimeoutError:
@@ -349,6 +357,14 @@ class JsonHttpClient:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def _sse_data(raw: bytes) -> str | None:
+    """The ``data`` of one server-sent event (its ``data:`` lines joined), None if it has none."""
+    if raw.startswith(b"data: ") and b"\n" not in raw:  # the usual event: one data line
+        return raw[6:].decode("utf-8", "replace")
+    lines = [line[5:].removeprefix(b" ") for line in raw.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines).decode("utf-8", "replace") if lines else None
 
 
 def _cut_short(reply: http.client.HTTPResponse) -> bool:
