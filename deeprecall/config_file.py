@@ -35,7 +35,7 @@ from deeprecall.errors import ConfigError, MissingDependencyError
 
 CONFIG_FIELDS = ("backend", "backend_kwargs", "other_backends", "other_backend_kwargs", "environment",
                  "environment_kwargs", "max_iterations", "max_search_calls", "max_tokens", "max_seconds",
-                 "max_cost_usd", "top_k", "filters", "trace_dir")
+                 "max_cost_usd", "top_k", "filters", "trace_dir", "prompt_style", "ground_first_turn")
 LIMITS = ("max_iterations", "max_search_calls", "max_tokens", "max_seconds", "max_cost_usd")
 SECTIONS = ("backends", "pools", "root", "sub_backends", "sandbox", "store", "limits", "search")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from deeprecall.config import DeepRecallConfig
 from deeprecall.config_file import load_config_file
 from deeprecall.errors import ConfigError
 from deeprecall.providers import build_chat_model
@@ -101,6 +102,13 @@ def test_seed_004_list_form_and_hybrid(tmp_path):
 def test_config_field_names_pass_through(tmp_path):
     cfg = load_config_file(write(tmp_path, "backend: vllm\nbackend_kwargs: {model_name: m}\nmax_tokens: 5000\n"))
     assert cfg == {"backend": "vllm", "backend_kwargs": {"model_name": "m"}, "max_tokens": 5000}
+
+
+def test_prompt_settings_are_top_level_fields(tmp_path):
+    """docs/configuration.md documents prompt_style and ground_first_turn at the top level."""
+    cfg = load_config_file(write(tmp_path, "backend: vllm\nbackend_kwargs: {model_name: m}\nprompt_style: compact\nground_first_turn: false\n"))
+    assert DeepRecallConfig.build(**cfg).prompt_style == "compact"
+    assert cfg["ground_first_turn"] is False
 
 
 def test_a_lone_backend_is_the_root(tmp_path):
