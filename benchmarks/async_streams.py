@@ -9,9 +9,9 @@ sequential model calls (ideal wall: 3 x latency). Prints, for N concurrent queri
 1. N ``astream()`` consumers on one asyncio loop: wall time, all correct, events
    delivered, the time to each stream's first event, and the loop's lag (how late
    a 10 ms ticker on the same loop ran: the loop stays free for other work).
-2. the same N queries as N ``query()`` calls on N threads: the threaded engine's
-   own figure, the floor the async edge is measured against.
-3. peak Python threads during (1).
+2. N ``aquery()`` calls on the loop (no events asked for: the edge alone).
+3. the same N queries as N ``stream()`` consumers, then N ``query()`` calls, on N
+   threads: the threaded engine's own figures, what the async edge is measured against.
 
 Workers are started before timing (``engine.warm(N)``): a worker start is the same
 for both APIs and is measured in overhead.py and sandbox_overhead.py.
@@ -77,12 +77,26 @@ async def streams(engine: DeepRecall, n: int) -> tuple[float, int, int, list[flo
     return elapsed, sum(ok for ok, _ in results), sum(e for _, e in results), sorted(firsts), ticker
 
 
-def threaded(engine: DeepRecall, n: int) -> tuple[float, int]:
+async def aqueries(engine: DeepRecall, n: int) -> tuple[float, int]:
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        results = list(pool.map(lambda i: engine.query(f"What about topic-{i % 40} ?"), range(n)))
+    results = await asyncio.gather(*(engine.aquery(f"What about topic-{i % 40} ?") for i in range(n)))
     elapsed = time.perf_counter() - started
     return elapsed, sum(r.answer == f"answer for topic-{i % 40}" for i, r in enumerate(results))
+
+
+def streamed_answer(engine: DeepRecall, i: int) -> str:
+    return [e for e in engine.stream(f"What about topic-{i % 40} ?")][-1].answer
+
+
+def threaded(engine: DeepRecall, n: int, streamed: bool) -> tuple[float, int]:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        if streamed:
+            answers = list(pool.map(lambda i: streamed_answer(engine, i), range(n)))
+        else:
+            answers = [r.answer for r in pool.map(lambda i: engine.query(f"What about topic-{i % 40} ?"), range(n))]
+    elapsed = time.perf_counter() - started
+    return elapsed, sum(a == f"answer for topic-{i % 40}" for i, a in enumerate(answers))
 
 
 def ms(seconds: float) -> str:
@@ -110,10 +124,13 @@ def main() -> None:
         print(f"  event-loop lag of a 10 ms ticker: median {ms(statistics.median(lags))}, "
               f"p99 {ms(lags[int(0.99 * (len(lags) - 1))])}, max {ms(lags[-1])}")
         print(f"  peak Python threads: {ticker.peak_threads}")
-    with build_engine(url, pool=n) as engine:
         engine.warm(n)
-        elapsed, correct = threaded(engine, n)
-        print(f"{n} query() calls on {n} threads (the threaded engine alone): {elapsed:.2f} s wall, {correct}/{n} correct")
+        elapsed, correct = asyncio.run(aqueries(engine, n))
+        print(f"{n} aquery() calls on one loop: {elapsed:.2f} s wall, {correct}/{n} correct")
+        for streamed, what in ((True, "stream() consumers"), (False, "query() calls")):
+            engine.warm(n)
+            elapsed, correct = threaded(engine, n, streamed)
+            print(f"{n} {what} on {n} threads: {elapsed:.2f} s wall, {correct}/{n} correct")
     proc.terminate()
 
 
