@@ -236,6 +236,8 @@ class DeepRecallRLM(RLM):
         refusal = self._refusal(final) if final is not None else None
         if refusal is not None:
             blocks = [*(self._without_final(b) for b in blocks), self._engine_note("# the engine checked the answer", refusal)]
+        elif final is not None and self._refused and self._unbacked(final) is not None:
+            blocks = [*(self._without_final(b) for b in blocks), self._from_evidence(final)]
         return RLMIteration(prompt=prompt, response=response, code_blocks=blocks)
 
     def _run_blocks(self, response: str, environment: Any) -> list[CodeBlock]:
@@ -296,22 +298,39 @@ class DeepRecallRLM(RLM):
         told which, and gets another turn. An answer that cites retrieved ids, says "not in the
         documents", or comes on the last turn stands. Compact style only: strong models
         paraphrase, and a word check would cost them turns."""
-        if not self.compact or self._refused or says_not_found(final) or self.run.cited_sources():
+        if self._refused or len(self.run.steps) >= self.max_iterations:
             return None
-        if len(self.run.steps) >= self.max_iterations:
-            return None
-        retrieved = list(self.run.sources.values())
-        backing = supporting(final, self.run.question, retrieved)
-        if not backing:
-            note = UNSUPPORTED_NOTE.format(answer=final[:200])
-        elif not connected(backing, self.run.question, retrieved):
-            note = UNCONNECTED_NOTE.format(answer=final[:200], names=", ".join(question_names(self.run.question)))
-        else:
+        note = self._unbacked(final)
+        if note is None:
             return None
         self._refused = True
         if self.run.answer_state.get("ready"):
             self.env.unready()
         return note
+
+    def _unbacked(self, final: str) -> str | None:
+        """What is wrong with an answer the retrieved documents do not back, or None when they do
+        (or it says "not in the documents", or cites retrieved ids). Compact style only: strong
+        models paraphrase, and a word check would cost them turns."""
+        if not self.compact or says_not_found(final) or self.run.cited_sources():
+            return None
+        retrieved = list(self.run.sources.values())
+        backing = supporting(final, self.run.question, retrieved)
+        if not backing:
+            return UNSUPPORTED_NOTE.format(answer=final[:200])
+        if not connected(backing, self.run.question, retrieved):
+            return UNCONNECTED_NOTE.format(answer=final[:200], names=", ".join(question_names(self.run.question)))
+        return None
+
+    def _from_evidence(self, final: str) -> CodeBlock:
+        """The model was told its answer was unbacked and submitted an unbacked one again (often the
+        same, seen from the real model): the answer is then one-shot RAG's over everything the query
+        retrieved, the question's own hits first. So a small model that fixed on a distractor is
+        never worse than plain retrieval; if that call gives nothing, the model's answer stands."""
+        answer = self.run.answer_from_evidence() or final
+        note = f"the engine answered from the retrieved documents instead of the unbacked {final[:200]!r}"
+        self.run.record_cell("# the engine checked the answer again", note)
+        return CodeBlock(code="# the engine checked the answer again", result=REPLResult(note, "", {}, final_answer=answer))
 
     def _engine_note(self, code: str, note: str) -> CodeBlock:
         """A message from the engine in place of a cell's output: the model reads it next turn,

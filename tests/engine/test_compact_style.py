@@ -86,6 +86,48 @@ def test_an_answer_from_another_chain_is_refused_once_and_the_model_searches_for
     assert [s.id for s in result.sources] == ["doc2"]
 
 
+def test_an_unbacked_answer_given_again_after_the_refusal_is_replaced_by_the_answer_from_the_evidence(llm, make_engine):
+    """Seen from the real model (single_hop-148 in docs/quality.md): refused for a distractor's year, it
+    searched another name and gave the same year again. The engine then answers as one-shot RAG
+    would, from everything retrieved, instead of passing the unbacked answer on."""
+    docs = [("Trizous Holdings is an insurance company headquartered in Houcelt.", {}),
+            ("Kuzet is a city in Stikeand on the river Zialt.", {}),
+            ("Houcelt is a city in Stikeand on the river Draciand.", {}),
+            ("Triafan Works is a printing company headquartered in Kuzet.", {})]
+
+    def root(request):
+        if request.messages[-1]["content"].startswith("Answer the question from these documents only"):
+            return "Draciand"
+        turn = sum(1 for m in request.messages if m["role"] == "assistant")
+        return ["FINAL(Zialt)", "SEARCH(Triafan Works)", "FINAL(Zialt)"][min(turn, 2)]
+
+    server = llm({ROOT: root})
+    engine = make_engine(server, vectorstore=make_store("chain", docs), prompt_style="compact", top_k=4)
+    result = engine.query("Which river flows through the city where Trizous Holdings is headquartered?")
+    assert "links it to Trizous, Holdings" in result.steps[0].output
+    assert "answered from the retrieved documents instead of the unbacked 'Zialt'" in result.steps[-1].output
+    assert result.answer == "Draciand" and result.error is None and result.usage.root_calls == 4
+    assert [s.id for s in result.sources] == ["doc2"]
+
+
+def test_an_answer_given_again_after_the_refusal_stands_when_the_documents_back_it(llm, make_engine):
+    """The check replaces only an unbacked answer: a second answer the search connected stands."""
+    docs = [("Trizous Holdings is an insurance company headquartered in Houcelt.", {}),
+            ("Houcelt is a city in Stikeand on the river Draciand.", {}),
+            ("Kuzet is a city in Stikeand on the river Zialt.", {})]
+
+    def root(request):
+        if request.messages[-1]["content"].startswith("Answer the question from these documents only"):
+            return "the evidence call must not happen"
+        turn = sum(1 for m in request.messages if m["role"] == "assistant")
+        return ["FINAL(Zialt)", "SEARCH(Houcelt river)", "FINAL(Draciand)"][min(turn, 2)]
+
+    server = llm({ROOT: root})
+    engine = make_engine(server, vectorstore=make_store("chain2", docs), prompt_style="compact", top_k=3)
+    result = engine.query("Which river flows through the city where Trizous Holdings is headquartered?")
+    assert result.answer == "Draciand" and result.usage.root_calls == 3
+
+
 def test_a_bare_final_keyword_is_not_taken_as_the_answer(llm, make_engine):
     """The real model replied just 'FINAL' (and 'SEARCH') to a prompt that listed the choices as bullets."""
     server = llm({ROOT: lambda r: ["FINAL", "FINAL()", "FINAL(Lyon)"][

@@ -107,5 +107,7 @@ def test_search_starts_the_loop_and_an_answer_linked_to_nothing_the_question_nam
     assert result.steps[0].response.startswith("SEARCH(")
     assert [c.query for c in result.steps[1].searches] == ["Histath river"]
     assert "none of the documents retrieved so far links it to Hiastae" in result.steps[2].output
-    # refused once; the model said it again, and then it stands (ungrounded answers are still flagged)
-    assert result.usage.root_calls == 4 and result.answer == "Histath river flows through Houcelt"
+    # refused once; the model gave an unbacked answer again, so the engine answered from the evidence
+    # instead (one-shot RAG over what was retrieved): the real model's reply to that prompt is recorded
+    assert "instead of the unbacked 'Histath river flows through Houcelt'" in result.steps[-1].output
+    assert result.usage.root_calls == 5 and result.answer == "Histath"
