@@ -169,7 +169,9 @@ Event = Annotated[
 """Any one event; ``event.type`` says which."""
 
 EventSink = Callable[[Any], None]
-"""A subscriber: called with each event, in order, on the thread that emitted it. It must not block for long."""
+"""A subscriber: called with each event, in order, on the thread that emitted it. It must not block for long.
+A subscriber object with ``wants_deltas = False`` needs no ``ModelDelta`` events: when no subscriber of a query
+wants them the model is not asked to stream at all (a plain call is cheaper), and the query emits none."""
 
 _EVENT = TypeAdapter(Event)
 

@@ -41,6 +41,14 @@ class Emitter:
         """True while someone listens: callers skip work that only events need (deltas, previews)."""
         return bool(self._sinks)
 
+    @property
+    def wants_deltas(self) -> bool:
+        """True while a subscriber wants ``ModelDelta`` events: only then is the root model asked to
+        stream. A subscriber says it needs none with ``wants_deltas = False`` (trace files, spans and
+        line-per-step logs record whole turns, and a streamed call costs more than a plain one); it
+        still sees the deltas when another subscriber of the query makes the model stream."""
+        return any(getattr(sink, "wants_deltas", True) for sink in self._sinks)
+
     def emit(self, cls: type[Any], **fields: Any) -> None:
         if not self._sinks:
             return

@@ -135,7 +135,7 @@ class DeepRecall:
         the model is built once and reused by later queries that ask for it.
         ``on_event`` is called with each of the query's events, on this thread, as they happen.
         """
-        run = self._prepare(question, filters, top_k, backend, backend_kwargs, [on_event] if on_event else [])
+        run = self._prepare(question, filters, top_k, backend, backend_kwargs, [] if on_event is None else [on_event])
         return self._execute(run)
 
     def stream(self, question: str, filters: dict[str, Any] | None = None, *, top_k: int | None = None,

@@ -181,11 +181,11 @@ class QueryRun:
                                               f"compacted: {e}") from None
 
     def _call_root(self, messages: list[Message]) -> Completion:
-        """One root call. With a subscriber, the reply's text is streamed as ``ModelDelta`` events
-        (``on_delta`` is passed only then, so a plain ``query()`` keeps the non-streaming call); a
+        """One root call. With a subscriber that wants them, the reply's text is streamed as ``ModelDelta``
+        events (``on_delta`` is passed only then, so a plain ``query()`` keeps the non-streaming call); a
         model that does not stream gives one delta with its whole reply. A cancelled query stops
         reading a streamed reply at its next piece."""
-        if not self.events.active:
+        if not self.events.wants_deltas:
             return self.root.complete(messages, timeout=self.seconds_left())
         streamed = False
         name = self.root.model_name

@@ -93,6 +93,8 @@ class OpenTelemetrySubscriber:
     ``data_source_id``: the store's name in ``gen_ai.data_source.id`` when the events do not say it.
     One subscriber can watch many queries at once, from any threads."""
 
+    wants_deltas = False  # spans record whole calls; time to first token is set when another subscriber streams
+
     def __init__(self, tracer_provider: TracerProvider | None = None, *, capture_content: bool = False,
                  data_source_id: str | None = None) -> None:
         trace = _trace()

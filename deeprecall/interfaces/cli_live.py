@@ -62,6 +62,8 @@ class JsonEventsView(View):
 class PlainView(View):
     """One line per step, ``[  1.23s] kind  detail``; streamed pieces of text are not shown (the turn's line is)."""
 
+    wants_deltas = False
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
 

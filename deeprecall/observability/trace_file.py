@@ -59,6 +59,8 @@ class TraceDir:
 
     Events of several queries may arrive at once (from their own threads); each query's events arrive in order."""
 
+    wants_deltas = False  # a trace records whole turns: the model need not stream for it
+
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory).expanduser()
         try:

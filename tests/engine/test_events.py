@@ -162,6 +162,26 @@ def test_without_subscribers_no_delta_is_requested(llm, make_engine):
     assert not server.calls_for(ROOT)[0].body.get("stream")
 
 
+def test_subscribers_that_need_no_deltas_keep_the_plain_call(llm, make_engine, tmp_path):
+    """Trace files and spans record whole turns: attached alone they do not make the model stream.
+    A subscriber that wants deltas does, and then every subscriber sees them."""
+    class WholeTurns(list):
+        wants_deltas = False
+
+        def __call__(self, event: Any) -> None:
+            self.append(event)
+
+    server = llm({ROOT: by_turn(repl('answer["content"] = "done"\nanswer["ready"] = True'))})
+    whole, everything = WholeTurns(), []
+    engine = make_engine(server, trace_dir=str(tmp_path))
+    engine.query("q", on_event=whole)
+    assert not server.calls_for(ROOT)[0].body.get("stream")
+    assert "model_delta" not in {e.type for e in whole} and "model_turn" in {e.type for e in whole}
+    engine.query("q", on_event=everything.append)
+    assert server.calls_for(ROOT)[1].body.get("stream") is True
+    assert "model_delta" in {e.type for e in everything}
+
+
 def test_a_model_object_streams_deltas_and_answers_from_the_evidence():
     """``chat_model=`` takes a ``ChatModel`` object. A query whose loop ends without an answer gets one
     more root call, reported as a ``ModelTurn`` with ``purpose="evidence"``."""
