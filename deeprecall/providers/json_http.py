@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,7 +205,8 @@ class JsonHttpClient:
             self._checkin(conn)
         return response
 
-    def stream(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def stream(self, path: str, body: dict[str, Any], *,
+               timeout: float | None = None) -> Generator[dict[str, Any], None, None]:
         """POST ``body`` and yield the JSON object of each server-sent event as it arrives (up to ``[DONE]``).
 
         Retries as ``post`` does until the reply starts; after that a broken stream, a timeout or an

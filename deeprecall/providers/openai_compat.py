@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from deeprecall._version import __version__
@@ -112,20 +113,23 @@ class OpenAIChatModel(ChatAdapter):
         usage: dict[str, Any] = {}
         finish: str | None = None
         try:
-            for event in self._http.stream(self._path, body, timeout=timeout):
-                choices = event.get("choices")
-                choice = choices[0] if isinstance(choices, list) and choices else None
-                if isinstance(choice, dict) and isinstance(choice.get("message"), dict):  # not streamed after all
-                    completion = self._to_completion(event)
-                    deltas(completion.text)
-                    return completion
-                if isinstance(choice, dict):
-                    delta = choice.get("delta")
-                    if isinstance(delta, dict):
-                        deltas(_text(delta.get("content")))
-                    finish = _finish_reason(choice) or finish
-                if isinstance(event.get("usage"), dict):
-                    usage = event["usage"]
+            # closing(): a consumer that stops reading (on_delta raised: the query was cancelled) closes the
+            # connection at once, not whenever the abandoned generator is collected
+            with closing(self._http.stream(self._path, body, timeout=timeout)) as events:
+                for event in events:
+                    choices = event.get("choices")
+                    choice = choices[0] if isinstance(choices, list) and choices else None
+                    if isinstance(choice, dict) and isinstance(choice.get("message"), dict):  # not streamed after all
+                        completion = self._to_completion(event)
+                        deltas(completion.text)
+                        return completion
+                    if isinstance(choice, dict):
+                        delta = choice.get("delta")
+                        if isinstance(delta, dict):
+                            deltas(_text(delta.get("content")))
+                        finish = _finish_reason(choice) or finish
+                    if isinstance(event.get("usage"), dict):
+                        usage = event["usage"]
         except ProviderError as e:
             if _is_context_error(e):
                 raise ContextWindowExceeded(str(e)) from e

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -171,6 +172,13 @@ class _Server(ThreadingHTTPServer):
     # Real LLM APIs accept bursts, so the stand-in must too.
     request_queue_size = 256
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-reply (a cancelled query closes its stream) is what real APIs
+        see every day, not a server fault: no traceback on stderr for it."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class ScriptedLLMServer:
