@@ -101,32 +101,17 @@ class LiteLLMChatModel(ChatAdapter):
         self._extra = dict(extra or {})
 
     def _complete(self, messages: list[Message], timeout: float | None) -> Completion:
-        response = self._litellm.completion(
-            model=self.model_name,
-            messages=messages,
-            api_key=self._api_key,
-            api_base=self.base_url,
-            timeout=timeout or self._timeout,
-            num_retries=self._max_retries,
-            **self._sampling,
-            **self._extra,
-        )
+        response = self._litellm.completion(**self._request(messages, timeout))
         return to_completion(response, self.model_name, self._cost, self._where)
 
     def _stream(self, messages: list[Message], timeout: float | None, deltas: Deltas) -> Completion:
-        chunks = self._litellm.completion(
-            model=self.model_name,
-            messages=messages,
-            api_key=self._api_key,
-            api_base=self.base_url,
-            timeout=timeout or self._timeout,
-            num_retries=self._max_retries,
-            stream=True,
-            stream_options={"include_usage": True},
-            **self._sampling,
-            **self._extra,
-        )
+        chunks = self._litellm.completion(**self._request(messages, timeout), stream=True,
+                                          stream_options={"include_usage": True})
         return stream_completion(chunks, deltas, self.model_name, self._cost, self._where, timeout)
+
+    def _request(self, messages: list[Message], timeout: float | None) -> dict[str, Any]:
+        return {"model": self.model_name, "messages": messages, "api_key": self._api_key, "api_base": self.base_url,
+                "timeout": timeout or self._timeout, "num_retries": self._max_retries, **self._sampling, **self._extra}
 
     def _map_error(self, error: Exception) -> ProviderError | None:
         return map_litellm_error(self._litellm, error, self._where, self._secrets)
