@@ -35,12 +35,14 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from deeprecall.errors import ProviderError, redact
 from deeprecall.providers.base import retryable_status
+
+_T = TypeVar("_T")
 
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After than this fails over instead of stalling a query
 MAX_IDLE = 64  # idle keep-alive connections kept per model
@@ -141,10 +143,15 @@ class JsonHttpClient:
         (the query's time left) bounds all attempts and waits together."""
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         deadline = time.monotonic() + timeout if timeout is not None else float("inf")
+        return self._retrying(lambda t: self._parse(self._send(path, payload, t)), deadline)
+
+    def _retrying(self, attempt_once: Callable[[float], _T], deadline: float) -> _T:
+        """``attempt_once(its timeout)`` until it succeeds, or the error is not worth retrying, or the
+        retries or the deadline are spent. A stream is retried only this way: until its reply starts."""
         attempt = 0
         while True:
             try:
-                return self._parse(self._send(path, payload, self._attempt_timeout(deadline)))
+                return attempt_once(self._attempt_timeout(deadline))
             except ProviderError as e:
                 wait = self._retry_wait(e, attempt, deadline)
                 if wait is None:
@@ -214,17 +221,7 @@ class JsonHttpClient:
         server that ignored ``stream``) is yielded whole, once. Nothing is sent before the first ``next()``."""
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         deadline = time.monotonic() + timeout if timeout is not None else float("inf")
-        attempt = 0
-        while True:
-            try:
-                conn, reply = self._open(path, payload, self._attempt_timeout(deadline))
-                break
-            except ProviderError as e:
-                wait = self._retry_wait(e, attempt, deadline)
-                if wait is None:
-                    raise
-            time.sleep(wait)
-            attempt += 1
+        conn, reply = self._retrying(lambda t: self._open(path, payload, t), deadline)
         yield from self._events(conn, reply, deadline)
 
     def _open(self, path: str, payload: bytes, timeout: float) -> tuple[http.client.HTTPConnection,
