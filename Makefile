@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # Extras installed for development and tests; see pyproject.toml.
 EXTRAS ?= dev,test
-QUESTION ?= How does DeepRecall keep the model's code away from the host, and which sandboxes can it use?
+QUESTION ?= What does the default local sandbox use to isolate the model's code?
 
 .PHONY: install services local-llm lint typecheck test test-fast demo bench clean
 
