@@ -1,7 +1,7 @@
 # The two commands a fresh Debian machine needs:
 #   make demo   - install, ingest docs/ and answer a question about DeepRecall with sources
 #                 (no OPENAI_API_KEY / DEEPRECALL_BASE_URL: on the embedded local model, set up on first run)
-#   make test   - install, start the test services (Docker, PostgreSQL+pgvector, Chromium), install the local LLM,
+#   make test   - install, start the test services (Docker, PostgreSQL+pgvector, Chromium, Redis), install the local LLM,
 #                 lint, type-check, test (the realmodel tests run on it)
 SHELL := /bin/bash
 VENV ?= .venv
@@ -41,7 +41,7 @@ test: install lint typecheck
 	bash scripts/local_llm.sh all & llm=$$!; bash scripts/services.sh all; ok=$$?; wait $$llm && [ $$ok -eq 0 ]
 	eval "$$(bash scripts/services.sh env)"; \
 	export DEEPRECALL_REQUIRE_DOCKER=1 DEEPRECALL_REQUIRE_ISOLATION=1 DEEPRECALL_REQUIRE_REALMODEL=1 \
-	       DEEPRECALL_REQUIRE_BROWSER=1; \
+	       DEEPRECALL_REQUIRE_BROWSER=1 DEEPRECALL_REQUIRE_REDIS=1; \
 	$(VENV)/bin/pytest -q -rs -p no:cacheprovider --durations=15
 
 # Without the services: docker and postgres tests skip.

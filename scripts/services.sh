@@ -4,8 +4,9 @@
 #   - PostgreSQL 15 with pgvector (built from Debian trixie source) on 127.0.0.1:55433
 #   - bubblewrap
 #   - chromium and a font (the trace viewer's browser test loads its page headless)
+#   - redis-server on 127.0.0.1:56379 (the server's shared rate limits, cost caps and answer cache)
 #
-# Usage: scripts/services.sh {apt|docker|postgres|all|env|check-docker}
+# Usage: scripts/services.sh {apt|docker|postgres|redis|all|env|check-docker}
 # Every subcommand is idempotent: a second run only checks and takes seconds.
 # Needs root. See scripts/README.md.
 set -Eeuo pipefail
@@ -19,12 +20,15 @@ PG_LOG="${PG_DATA}.log"
 PG_SOCKDIR=/tmp
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_DSN="postgresql://postgres@${PG_HOST}:${PG_PORT}/postgres"
+REDIS_PORT="${DEEPRECALL_REDIS_PORT:-56379}"
+REDIS_DIR="${DEEPRECALL_REDIS_DIR:-/tmp/deeprecall-redis}"
+REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0"
 CACHE_DIR="${DEEPRECALL_CACHE_DIR:-/var/cache/deeprecall}"
 DOCKERD_LOG=/tmp/deeprecall-dockerd.log
 SUITE=bookworm
 ROOTFS_TAR="${CACHE_DIR}/rootfs-${SUITE}-minbase-python3.tar"
 APT_PACKAGES=(docker.io bubblewrap debootstrap postgresql postgresql-server-dev-15 make gcc libc6-dev
-              chromium fonts-dejavu-core)
+              chromium fonts-dejavu-core redis-server)
 
 # ---------------------------------------------------------------- helpers
 log() { printf '[services %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -292,9 +296,38 @@ cmd_postgres() {
     echo "$PG_DSN"
 }
 
+# ---------------------------------------------------------------- redis
+# A throwaway server of our own on its own port (not the distribution's service): no persistence, so a test run
+# never reads a previous run's counters.
+cmd_redis() {
+    need_cmd redis-server
+    need_cmd redis-cli
+    lock redis
+    if [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]; then
+        log "redis: server already running on 127.0.0.1:$REDIS_PORT"
+    else
+        mkdir -p "$REDIS_DIR"
+        log "redis: starting on 127.0.0.1:$REDIS_PORT (log: $REDIS_DIR/redis.log)"
+        ( close_fds; exec redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_DIR" --save "" \
+            --appendonly no --daemonize yes --logfile "$REDIS_DIR/redis.log" --pidfile "$REDIS_DIR/redis.pid" ) \
+            || die "redis: redis-server failed to start"
+        local i
+        for i in $(seq 1 50); do
+            [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ] && break
+            sleep 0.1
+        done
+        [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ] \
+            || { tail -n 20 "$REDIS_DIR/redis.log" >&2; die "redis: no PONG on port $REDIS_PORT"; }
+    fi
+    unlock
+    log "redis: ready, $(redis-server --version | awk '{print $3}')"
+    echo "$REDIS_URL"
+}
+
 # ---------------------------------------------------------------- env / all
 cmd_env() {
     printf 'export DEEPRECALL_TEST_PG_DSN=%q\n' "$PG_DSN"
+    printf 'export DEEPRECALL_TEST_REDIS_URL=%q\n' "$REDIS_URL"
     printf 'export DEEPRECALL_TEST_DOCKER_IMAGE=%q\n' "$IMAGE"
 }
 
@@ -314,6 +347,7 @@ cmd_all() {
     log "all: docker+postgres took $((SECONDS - t1))s (total $((SECONDS - t0))s)"
     [ $rc_docker -eq 0 ] || die "all: docker step failed (exit $rc_docker)"
     [ $rc_pg -eq 0 ] || die "all: postgres step failed (exit $rc_pg)"
+    cmd_redis >/dev/null
     log "all: ready. image: $IMAGE"
     echo "$PG_DSN"
 }
@@ -322,8 +356,9 @@ case "${1:-}" in
     apt)          cmd_apt ;;
     docker)       cmd_docker ;;
     postgres)     cmd_postgres ;;
+    redis)        cmd_redis ;;
     all)          cmd_all ;;
     env)          cmd_env ;;
     check-docker) cmd_check_docker ;;
-    *) echo "usage: $0 {apt|docker|postgres|all|env|check-docker}" >&2; exit 2 ;;
+    *) echo "usage: $0 {apt|docker|postgres|redis|all|env|check-docker}" >&2; exit 2 ;;
 esac
