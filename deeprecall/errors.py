@@ -9,7 +9,8 @@
     ├── SandboxError           the sandbox could not start or broke its protocol
     │   └── SandboxHung              a cell ignored its timeout and its worker was killed
     ├── VectorStoreError       the store failed or does not fit (dimension, schema)
-    │   └── FilterError              a filter is not in DeepRecall's filter language
+    │   ├── FilterError              a filter is not in DeepRecall's filter language
+    │   └── ReadOnlyStoreError       a write (ingest) to a store opened read-only
     └── QueryLimitExceeded     a per-query limit tripped (internal; surfaces as result.error)
 
 Vendor errors are mapped at each adapter's edge with ``raise ... from e`` so that
@@ -97,6 +98,18 @@ class VectorStoreError(DeepRecallError):
 
 class FilterError(VectorStoreError, ConfigError):
     """A filter is not in DeepRecall's filter language."""
+
+
+class ReadOnlyStoreError(VectorStoreError):
+    """A write to a store opened read-only (the default for a store DeepRecall did not create).
+
+    Its own type so a caller (the CLI, a server) can tell "you said not to write here" from a store that failed."""
+
+    def __init__(self, store: str) -> None:
+        super().__init__(
+            f"{store} is open read-only, so DeepRecall will not write to it. To ingest into it, set "
+            f"`writable: true` in the store section of deeprecall.yaml (CLI: --writable; Python: writable=True)."
+        )
 
 
 class QueryLimitExceeded(DeepRecallError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deeprecall.errors import MissingDependencyError, VectorStoreError
+from deeprecall.errors import MissingDependencyError, ReadOnlyStoreError
 from deeprecall.ingest.chunking import chunk_text
 from deeprecall.ingest.loaders import iter_files, load_text
 from deeprecall.ingest.progress import Progress
@@ -99,9 +99,7 @@ def ingest_documents(
 
 def _check_writable(store: Any) -> None:
     if getattr(store, "writable", True) is False:
-        raise VectorStoreError(
-            f"{store!r} is attached read-only; open it with writable=True to ingest into it"
-        )
+        raise ReadOnlyStoreError(repr(store))
 
 
 def _counted(documents: Iterable[Document], report: IngestReport) -> Iterator[Document]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from deeprecall.errors import ConfigError, DeepRecallError, VectorStoreError
+from deeprecall.errors import ConfigError, DeepRecallError, ReadOnlyStoreError, VectorStoreError
 from deeprecall.vectorstores.base import Metadata
 
 EmbeddingFn = Callable[[Sequence[str]], Any]
@@ -112,10 +112,7 @@ def check_dimension(store_dim: int | None, fn: EmbeddingFn | None, store: str) -
 def require_writable(writable: bool, store: str) -> None:
     """Attached stores are read-only unless the caller says otherwise."""
     if not writable:
-        raise VectorStoreError(
-            f"{store} is attached read-only, so DeepRecall will not write to it. "
-            f"Pass writable=True to allow add_documents (ingestion needs it)."
-        )
+        raise ReadOnlyStoreError(store)
 
 
 def normalise(vector: Sequence[float]) -> list[float]:

@@ -15,6 +15,7 @@ natively. String ranges run in Python after an over-fetch.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -114,15 +115,25 @@ class QdrantStore(StoreAdapter):
         self.metadata_field, self.metadata_fields = metadata_field, metadata_fields
         self._prefix = f"{metadata_field}." if metadata_field else ""
         super().__init__(collection, embedding_fn, writable)
+        try:
+            self._open(create)
+        except BaseException:
+            if client is None:  # ours: release local mode's folder lock, or the next open in this process fails
+                with contextlib.suppress(Exception):
+                    self.client.close()
+            raise
+
+    def _open(self, create: bool) -> None:
         with vendor_errors(repr(self), "opening the collection"):
-            exists = self.client.collection_exists(collection)
+            exists = self.client.collection_exists(self.name)
             if not exists and create:
-                self._create(embedding_dim(embedding_fn, repr(self)))
+                self._create(embedding_dim(self.embedding_fn, repr(self)))
             elif not exists:
-                raise VectorStoreError(f"Qdrant has no collection {collection!r}; pass create=True to make one")
-            info = self.client.get_collection(collection)
-        self.writable = writable or (create and not exists) or (info.config.metadata or {}).get("created_by") == MARKER
-        check_dimension(self._dim(info), embedding_fn, repr(self))
+                raise VectorStoreError(f"Qdrant has no collection {self.name!r}; pass create=True to make one")
+            info = self.client.get_collection(self.name)
+        ours = (info.config.metadata or {}).get("created_by") == MARKER
+        self.writable = self.writable or (create and not exists) or ours
+        check_dimension(self._dim(info), self.embedding_fn, repr(self))
 
     def _create(self, dim: int) -> None:
         m = _models()
