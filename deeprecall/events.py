@@ -11,6 +11,7 @@ Every event carries ``type`` (the discriminator), ``query_id`` (one per query,
 so one consumer can watch several) and ``t``: seconds since the query started,
 from a monotonic clock. ``step`` is the root-model turn the event belongs to
 (1-based; 0 before the first turn, e.g. the engine's own first search).
+``parent_query_id`` and ``depth`` place a child query's events in the query tree.
 The last event of every query is ``AnswerEvent``; it carries the ``QueryResult``.
 
 Events never carry secrets: prompts and documents appear only as the model and
@@ -41,6 +42,11 @@ class _Event(BaseModel):
     query_id: str
     t: float = 0.0
     step: int = 0
+    # A child query (``rlm_query`` with ``max_depth > 1``, docs/recursion.md) is a query of its own, with its own
+    # ``query_id``; its events go to the parent's subscribers carrying the parent's id and the child's depth
+    # (the top query is depth 1 and has no parent). Show only the top query with ``parent_query_id is None``.
+    parent_query_id: str | None = None
+    depth: int = 1
 
 
 class QueryStarted(_Event):
