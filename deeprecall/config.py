@@ -55,13 +55,19 @@ class DeepRecallConfig(BaseModel):
     environment_kwargs: dict[str, Any] = Field(default_factory=dict, description="sandbox settings and limits")
     max_iterations: int = Field(15, ge=1, le=200, description="root LLM turns before the query is cut off")
     max_search_calls: int | None = Field(50, ge=1, description="search_db calls per query")
-    max_tokens: int | None = Field(None, ge=1, description="input+output tokens per query, root and sub-LLMs together")
+    max_tokens: int | None = Field(1_000_000, ge=1, description="input+output tokens per query, root and sub-LLMs "
+                                   "together; a sub-call whose prompt alone would cross it is refused before it is sent")
+    max_sub_calls: int | None = Field(100, ge=1, description="sub-LLM calls per query (llm_query, each prompt of "
+                                      "llm_query_batched); a batch that would cross it is refused whole")
+    max_llm_calls: int | None = Field(150, ge=1, description="LLM calls per query, root turns and sub-calls together")
     max_seconds: float | None = Field(300.0, gt=0, description="wall-clock seconds per query")
     max_cost_usd: float | None = Field(None, gt=0, description="USD per query, root and sub-LLMs together")
     top_k: int = Field(5, ge=1, le=100, description="default top_k of search_db")
     max_top_k: int = Field(50, ge=1, le=1000, description="largest top_k the model may ask for")
     filters: dict[str, Any] | None = Field(None, description="filters enforced on every search, ANDed with query filters")
-    sub_concurrency: int = Field(8, ge=1, le=256, description="concurrent sub-LLM calls in llm_query_batched")
+    sub_concurrency: int | None = Field(
+        None, ge=1, le=256, description="most concurrent sub-LLM calls per model, across the engine's queries; None "
+                                        "adapts (starts at 32, halves on a 429, grows on success, at most 64)")
     prompt_style: Literal["auto", "rlms", "compact"] = Field(
         "auto", description="system prompt: rlms's full one, a compact one for small models, or auto (compact "
                             "when the root model says it is small, e.g. the embedded llama-cpp model)")

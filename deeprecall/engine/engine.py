@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from deeprecall.config import DeepRecallConfig
+from deeprecall.engine.adaptive_limit import SubCallLimits
 from deeprecall.engine.evidence import supporting
 from deeprecall.engine.run import CANCELLED, QueryRun
 from deeprecall.engine.streams import AsyncEventStream, EventStream, QueryThread, wait_for_result
@@ -40,7 +41,7 @@ log = logging.getLogger("deeprecall")
 DESCRIBE_TTL = 5.0
 # Ends after which one more root call (answering from the retrieved documents) is worth it when the
 # model drafted no answer (its last prose is rarely one). Budget limits are not here: they must not spend more.
-FLOORED = ("max_iterations", "max_search_calls", "stalled", "context_window", "cell_timeout", "sandbox_failed")
+FLOORED = ("max_iterations", "max_search_calls", "max_sub_calls", "stalled", "context_window", "cell_timeout", "sandbox_failed")
 TOOL_DOCS = {"search_db": {"tool": None, "description": "search_db(query, top_k=5, filters=None) -> list of hits; see below"}}
 
 
@@ -89,6 +90,7 @@ class DeepRecall:
 
             self._subscribers.append(TraceDir(config.trace_dir))
         self._running: weakref.WeakSet[QueryRun] = weakref.WeakSet()
+        self._sub_limits = SubCallLimits(config.sub_concurrency)  # one adaptive limit per sub-model, for all queries
 
     @staticmethod
     def _build_models(config: DeepRecallConfig) -> tuple[ChatModel, list[ChatModel]]:
@@ -194,7 +196,8 @@ class DeepRecall:
         with self._lock:
             sinks = [*self._subscribers, *sinks]
         run = QueryRun(question=question, store=self.store, root=root, subs=subs, config=self.config,
-                       enforced_filters=enforced, top_k=top_k or self.config.top_k, sinks=sinks)
+                       enforced_filters=enforced, top_k=top_k or self.config.top_k, sinks=sinks,
+                       sub_limits=self._sub_limits)
         run.context = {"question": question, "store": self._describe_store(), "default_top_k": run.top_k,
                        "scoped_by_host": enforced is not None}
         return run

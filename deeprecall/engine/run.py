@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from deeprecall.config import DeepRecallConfig
+from deeprecall.engine.adaptive_limit import SubCallLimits, retry_wait
 from deeprecall.engine.compaction import compact, target_for
 from deeprecall.engine.emitter import Emitter
 from deeprecall.engine.evidence import evidence_prompt
@@ -44,6 +45,7 @@ from deeprecall.vectorstores.base import Filter, VectorStore
 
 MAX_PROMPT_CHARS = 2_000_000
 MAX_BATCH = 200
+RATE_LIMIT_TRIES = 8  # attempts of a sub-call the provider keeps answering 429 (on top of the provider's own retries)
 CUT_NOTE = ("\n\n[This reply was cut off at the output-token limit, so an unfinished code block in it did not run. "
             "Write shorter replies.]")
 CANCELLED = "cancelled"
@@ -52,7 +54,7 @@ CANCELLED = "cancelled"
 class QueryRun:
     def __init__(self, *, question: str, store: VectorStore, root: ChatModel, subs: list[ChatModel],
                  config: DeepRecallConfig, enforced_filters: Filter | None, top_k: int,
-                 sinks: Iterable[EventSink] = ()) -> None:
+                 sinks: Iterable[EventSink] = (), sub_limits: SubCallLimits | None = None) -> None:
         self.question = question
         self.store = store
         self.root = root
@@ -71,6 +73,9 @@ class QueryRun:
         self.deadline = self.started + config.max_seconds if config.max_seconds else None
         self.first_hits: list[dict[str, Any]] = []
         self.model_searches = 0
+        self.sub_calls_made = 0  # counted before the call is made (max_sub_calls, max_llm_calls)
+        self.llm_calls_made = 0
+        self.sub_limits = sub_limits or SubCallLimits(config.sub_concurrency)  # the engine's, shared by its queries
         self._lock = threading.Lock()
         self._step_started = self.started
         self._step_open = False
@@ -91,7 +96,7 @@ class QueryRun:
         cfg, store = self.config, self.context.get("store") or {}
         limits = {"max_iterations": cfg.max_iterations, "max_search_calls": cfg.max_search_calls,
                   "max_tokens": cfg.max_tokens, "max_seconds": cfg.max_seconds, "max_cost_usd": cfg.max_cost_usd,
-                  "top_k": self.top_k}
+                  "max_sub_calls": cfg.max_sub_calls, "max_llm_calls": cfg.max_llm_calls, "top_k": self.top_k}
         source = f"{store.get('kind', '')}:{store.get('collection', '')}" if store else ""
         self.events.emit(QueryStarted, question=self.question, filters=self.enforced_filters,
                          root_model=self.root.model_name, sub_models=list(self.subs), limits=limits,
@@ -140,6 +145,27 @@ class QueryRun:
         if self.stop is not None:
             raise self.stop
 
+    def count_calls(self, *, sub: int = 0, root: int = 0, prompt_chars: int = 0) -> None:
+        """Count LLM calls before they are made. Calls (a whole batch) that would cross ``max_sub_calls``
+        or ``max_llm_calls``, or sub-call prompts whose tokens alone (~4 characters each) would cross
+        ``max_tokens``, are refused together, before any is sent, and the limit trips."""
+        cfg = self.config
+        with self._lock:
+            subs, calls = self.sub_calls_made + sub, self.llm_calls_made + sub + root
+            tokens = self.usage.total_tokens + prompt_chars // 4
+            if cfg.max_sub_calls is not None and subs > cfg.max_sub_calls:
+                over = ("max_sub_calls", f"{sub} more sub-calls would make {subs}, over max_sub_calls={cfg.max_sub_calls}")
+            elif cfg.max_llm_calls is not None and calls > cfg.max_llm_calls:
+                over = ("max_llm_calls", f"{sub + root} more LLM calls would make {calls}, over "
+                                         f"max_llm_calls={cfg.max_llm_calls}")
+            elif cfg.max_tokens is not None and prompt_chars and tokens > cfg.max_tokens:
+                over = ("max_tokens", f"the sub-call prompts (~{prompt_chars // 4} tokens) would take the query past "
+                                      f"max_tokens={cfg.max_tokens}")
+            else:
+                self.sub_calls_made, self.llm_calls_made = subs, calls
+                return
+        raise self.trip(*over)
+
     def seconds_left(self) -> float | None:
         return None if self.deadline is None else max(0.01, self.deadline - time.monotonic())
 
@@ -181,6 +207,10 @@ class QueryRun:
                                               f"compacted: {e}") from None
 
     def _call_root(self, messages: list[Message]) -> Completion:
+        self.count_calls(root=1)
+        return self._stream_root(messages)
+
+    def _stream_root(self, messages: list[Message]) -> Completion:
         """One root call. With a subscriber that wants them, the reply's text is streamed as ``ModelDelta``
         events (``on_delta`` is passed only then, so a plain ``query()`` keeps the non-streaming call); a
         model that does not stream gives one delta with its whole reply. A cancelled query stops
@@ -227,18 +257,26 @@ class QueryRun:
         a query whose loop ended with no answer. "" when there is nothing to answer from."""
         if not self.sources or self.cancelled:
             return ""
+        limit = self.config.max_llm_calls
+        if limit is not None and self.llm_calls_made >= limit:
+            return ""  # the call would cross max_llm_calls
+        with self._lock:
+            self.llm_calls_made += 1
         messages: list[Message] = [{"role": "user", "content": evidence_prompt(self.question, self.evidence())}]
         started = time.monotonic()
-        completion = self._call_root(messages)
+        completion = self._stream_root(messages)
         self._meter(self.usage.root, completion)
         self._turn_event(completion, messages, started, purpose="evidence")
         return completion.text.strip()
 
-    def complete_sub(self, prompt: str, model: ChatModel) -> str:
+    def complete_sub(self, prompt: str, model: ChatModel, *, counted: bool = False) -> str:
+        """One sub-call (``counted``: its batch was counted against the limits as a whole)."""
         self.check()
+        if not counted:
+            self.count_calls(sub=1, prompt_chars=len(prompt))
         started = time.monotonic()
         try:
-            completion = model.complete([{"role": "user", "content": prompt}], timeout=self.seconds_left())
+            completion = self._limited_call(prompt, model)
         except ProviderError as e:
             self._record_sub(SubCall(model.model_name, prompt, "", 0, 0, time.monotonic() - started, str(e)), model)
             raise
@@ -246,6 +284,36 @@ class QueryRun:
         self._record_sub(SubCall(model.model_name, prompt, completion.text, completion.input_tokens,
                                  completion.output_tokens, time.monotonic() - started), model, completion.cost_usd)
         return completion.text
+
+    def _limited_call(self, prompt: str, model: ChatModel) -> Completion:
+        """The call, within the model's adaptive concurrency limit (shared by the engine's queries). A 429
+        halves the limit and the call waits for a slot again, until the query's deadline or
+        ``RATE_LIMIT_TRIES``; it is one call against the query's limits however often it is tried."""
+        limit = self.sub_limits.for_model(model.model_name)
+        attempt = 0
+        while True:
+            generation = limit.acquire(self.deadline)
+            if generation is None:
+                self.check()  # the deadline passed while waiting for a slot
+                raise ProviderError(f"{model.model_name}: no free slot before the query's deadline", retryable=True)
+            try:
+                self.check()  # cancelled, or another limit tripped, while this call waited for its slot
+                completion = model.complete([{"role": "user", "content": prompt}], timeout=self.seconds_left())
+            except ProviderError as e:
+                limited = e.status == 429
+                limit.release(generation, rate_limited=limited, grow=False)
+                if not limited or attempt + 1 >= RATE_LIMIT_TRIES:
+                    raise
+            except BaseException:
+                limit.release(generation, grow=False)
+                raise
+            else:
+                limit.release(generation)
+                return completion
+            left = self.seconds_left()
+            time.sleep(retry_wait(attempt) if left is None else min(retry_wait(attempt), left))
+            self.check()
+            attempt += 1
 
     # -- steps ------------------------------------------------------------
     def begin_step(self) -> Step:
@@ -400,14 +468,17 @@ class QueryRun:
         chosen = self._pick_model(model)
         if not prompts:
             return []
+        self.check()
+        self.count_calls(sub=len(prompts), prompt_chars=sum(len(p) for p in prompts))
 
         def one(prompt: str) -> str:
             try:
-                return self.complete_sub(prompt, chosen)
+                return self.complete_sub(prompt, chosen, counted=True)
             except DeepRecallError as e:
                 return f"Error: {e}"
 
-        with ThreadPoolExecutor(max_workers=min(len(prompts), self.config.sub_concurrency)) as pool:
+        threads = min(len(prompts), self.sub_limits.for_model(chosen.model_name).ceiling)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             return list(pool.map(one, prompts))
 
 
