@@ -101,6 +101,11 @@ class StoreAdapter:
         """Every document once, in no particular order (for BM25 in HybridStore)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list its documents")
 
+    def fingerprint(self) -> str | None:
+        """A cheap marker that changes whenever the store's contents change (the server's answer cache
+        keys on it), or None when the store has none: then nothing is cached. Chroma has one."""
+        return None
+
     def metadata_keys(self) -> list[str]:
         """Metadata field names, from a small sample; the model sees them in describe()."""
         keys: set[str] = set()

@@ -9,6 +9,8 @@ string ranges run in Python after an over-fetch.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,6 +23,8 @@ from deeprecall.vectorstores.base import Filter, Hit, Metadata
 __all__ = ["ChromaStore", "content_id", "to_chroma_where"]
 
 _EMPTY_META = {"_": ""}  # Chroma rejects empty metadata dicts in a batch that has some
+REVISION_KEY = "deeprecall_revision"  # collection metadata: a new token after each write (see fingerprint())
+log = logging.getLogger("deeprecall")
 
 
 def to_chroma_where(filters: Filter | None) -> dict[str, Any] | None:
@@ -179,6 +183,29 @@ class ChromaStore(StoreAdapter):
             if _ours(e, "upsert"):
                 raise
             raise VectorStoreError(f"Chroma upsert failed: {e}{_offline_hint(e)}") from e
+        self._mark_revision()
+
+    def _mark_revision(self) -> None:
+        """Record a new revision token in the collection's metadata, so ``fingerprint()`` changes in every
+        process that reads this collection (the server's answer cache), also when an upsert kept the count."""
+        metadata = {k: v for k, v in (self._collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        try:  # hnsw:* settings cannot be re-sent; the collection keeps them in its configuration
+            self._collection.modify(metadata={**metadata, REVISION_KEY: uuid.uuid4().hex})
+        except Exception as e:
+            log.warning("Chroma: could not record a new revision (%s); cached answers may outlive this write",
+                        type(e).__name__)
+
+    def fingerprint(self) -> str | None:
+        """A cheap marker that changes when the collection changes: its id, document count and the revision
+        DeepRecall's writes record. Writes by other tools that keep the count (an in-place update) do not
+        change it; the answer cache's TTL bounds how long such a change goes unseen. None if unreadable."""
+        try:
+            model = self._collection._client.get_collection(
+                name=self._collection.name, tenant=self._collection.tenant, database=self._collection.database)
+            count = int(self._collection.count())
+        except Exception:
+            return None
+        return f"chroma:{model.id}:{count}:{(model.metadata or {}).get(REVISION_KEY, '')}"
 
     def add_documents(
         self,
