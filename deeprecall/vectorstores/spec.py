@@ -156,6 +156,12 @@ def _boolean(value: Any, where: str) -> bool:
     raise ConfigError(f"{where} must be true or false; got {value!r}")
 
 
+def url_password(value: str) -> str | None:
+    """The password in a URL or DSN (``scheme://user:PASSWORD@host``), if it has one."""
+    found = _URL_PASSWORD.search(value)
+    return found.group(2) if found else None
+
+
 def _hide_password(value: Any) -> Any:
     return _URL_PASSWORD.sub(r"\1***\3", value) if isinstance(value, str) else value
 
