@@ -40,6 +40,7 @@ PLUGGED_COMMANDS = {
     "doctor": "deeprecall.interfaces.cli_doctor",
     "models": "deeprecall.interfaces.cli_models",
     "trace": "deeprecall.interfaces.cli_trace",
+    "batch": "deeprecall.interfaces.cli_batch",
     "init": "deeprecall.interfaces.cli_init",
 }
 
