@@ -42,6 +42,7 @@ PLUGGED_COMMANDS = {
     "trace": "deeprecall.interfaces.cli_trace",
     "batch": "deeprecall.interfaces.cli_batch",
     "init": "deeprecall.interfaces.cli_init",
+    "mcp": "deeprecall.interfaces.cli_mcp",
 }
 
 
