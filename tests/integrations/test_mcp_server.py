@@ -9,17 +9,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
+from mcp import ClientSession, types
+from mcp.shared.memory import create_connected_server_and_client_session
 
-pytest.importorskip("mcp", reason="pip install 'deeprecall[mcp]'")  # in the test extra: make test installs it
-
-from mcp import ClientSession, types  # noqa: E402
-from mcp.shared.memory import create_connected_server_and_client_session  # noqa: E402
-
-from deeprecall.integrations.mcp_server import STORE_RESOURCE, build_mcp_server, progress_message  # noqa: E402
-from deeprecall.testing.scripted_server import by_turn  # noqa: E402
-from tests.conftest import ROOT, SUB  # noqa: E402
-from tests.engine.test_query import SEARCH_AND_SUMMARISE, SUBMIT, repl  # noqa: E402
+from deeprecall.integrations.mcp_server import STORE_RESOURCE, build_mcp_server, progress_message
+from deeprecall.testing.scripted_server import by_turn
+from tests.conftest import ROOT, SUB
+from tests.engine.test_query import SEARCH_AND_SUMMARISE, SUBMIT, repl
 
 QUESTION = "How much did Acme's revenue grow in 2023?"
 SECRET = "sk-mcp-test-secret-0123456789abcdef"
