@@ -232,6 +232,10 @@ class DeepRecall:
         self._describe_store()
         self._pool.warm(workers)
 
+    def sandbox_pool(self) -> dict[str, int]:
+        """The warm worker pool now: ``idle``, ``starting`` and ``target`` (the server's /metrics reads it)."""
+        return self._pool.stats()
+
     def close(self) -> None:
         """Cancel the queries still running, kill the workers, close the models."""
         if self._closed:

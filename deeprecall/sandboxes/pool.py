@@ -53,6 +53,11 @@ class WorkerPool:
             self._refill_locked()
         return session if session is not None else self.spawn()
 
+    def stats(self) -> dict[str, int]:
+        """Workers idle (started, waiting for a query), starting, and the target the pool refills to."""
+        with self._cond:
+            return {"idle": len(self._idle), "starting": self._starting, "target": self.size}
+
     def warm(self, count: int | None = None) -> None:
         """Start workers until ``count`` (default: size) are idle; block until they are."""
         target = self.size if count is None else count

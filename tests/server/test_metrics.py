@@ -1,0 +1,60 @@
+"""GET /metrics' text, fed by the one event stream: parsed with prometheus_client's own parser, the numbers
+are the queries' (outcome, error cause, latency, tokens and cost by model) and the sandbox pool's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from deeprecall import DeepRecall
+from deeprecall.server.metrics import QueryMetrics
+from deeprecall.testing.function_model import FunctionChatModel
+from tests.conftest import make_store
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample as {(name, sorted labels): value}; the parser raises on malformed exposition."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_queries_errors_latency_tokens_and_cost_by_model_from_events() -> None:
+    def reply(messages: list[dict[str, Any]]) -> str:
+        if messages[-1]["content"].startswith("Answer the question from"):
+            return "Lyon"  # the evidence call after the loop ran out of turns
+        if any("stuck" in m["content"] for m in messages):
+            return "```repl\nx = 1\n```"
+        return "FINAL(Lyon)"
+
+    model = FunctionChatModel(reply, model_name='fn "root"', price=(1e-6, 2e-6))
+    with DeepRecall(make_store(), chat_model=model, max_iterations=1, environment_kwargs={"pool_size": 1}) as engine:
+        metrics = QueryMetrics(pool_stats=engine.sandbox_pool)
+        engine.subscribe(metrics)
+        ok = engine.query("Where is the new factory?")
+        stuck = engine.query("stuck question")
+        engine.warm(1)
+        got = samples(metrics.render())
+    assert ok.error is None and stuck.error == "max_iterations"
+    assert got[("deeprecall_queries_total", (("outcome", "ok"),))] == 1
+    assert got[("deeprecall_queries_total", (("outcome", "max_iterations"),))] == 1
+    assert got[("deeprecall_query_errors_total", (("cause", "max_iterations"),))] == 1
+    assert got[("deeprecall_queries_in_flight", ())] == 0
+    assert got[("deeprecall_query_seconds_count", ())] == 2
+    assert got[("deeprecall_query_seconds_sum", ())] == pytest_approx(ok.seconds + stuck.seconds)
+    assert got[("deeprecall_query_seconds_bucket", (("le", "+Inf"),))] == 2
+    name = 'fn "root"'  # a label value with quotes is escaped, and parses back
+    tokens_in = sum(u.input_tokens for r in (ok, stuck) for u in r.usage.root.values())
+    assert got[("deeprecall_tokens_total", (("direction", "input"), ("model", name), ("role", "root")))] == tokens_in
+    cost = sum(r.usage.total_cost_usd or 0.0 for r in (ok, stuck))
+    assert got[("deeprecall_cost_usd_total", (("model", name), ("role", "root")))] == pytest_approx(cost)
+    assert got[("deeprecall_model_call_seconds_count", (("model", name), ("role", "root")))] == 3  # a turn each + the evidence call
+    assert got[("deeprecall_search_seconds_count", ())] >= 2  # each query's first search
+    assert got[("deeprecall_sandbox_workers", (("state", "idle"),))] >= 1
+    assert ("deeprecall_sandbox_workers", (("state", "target"),)) in got
+
+
+def pytest_approx(value: float) -> Any:
+    import pytest
+
+    return pytest.approx(value, rel=1e-9, abs=1e-12)
