@@ -62,6 +62,9 @@ class DeepRecallConfig(BaseModel):
     max_llm_calls: int | None = Field(150, ge=1, description="LLM calls per query, root turns and sub-calls together")
     max_seconds: float | None = Field(300.0, gt=0, description="wall-clock seconds per query")
     max_cost_usd: float | None = Field(None, gt=0, description="USD per query, root and sub-LLMs together")
+    max_depth: int = Field(1, ge=1, le=5, description="depth of the query tree: 1 serves rlm_query as llm_query; "
+                           "2 or more runs it as a child query in its own sandbox, within this query's filters, "
+                           "deadline and limits (docs/recursion.md)")
     top_k: int = Field(5, ge=1, le=100, description="default top_k of search_db")
     max_top_k: int = Field(50, ge=1, le=1000, description="largest top_k the model may ask for")
     filters: dict[str, Any] | None = Field(None, description="filters enforced on every search, ANDed with query filters")

@@ -36,9 +36,9 @@ from deeprecall.errors import ConfigError, MissingDependencyError
 CONFIG_FIELDS = ("backend", "backend_kwargs", "other_backends", "other_backend_kwargs", "environment",
                  "environment_kwargs", "max_iterations", "max_search_calls", "max_tokens", "max_seconds",
                  "max_cost_usd", "top_k", "filters", "trace_dir", "prompt_style", "ground_first_turn",
-                 "max_sub_calls", "max_llm_calls", "sub_concurrency")
+                 "max_sub_calls", "max_llm_calls", "sub_concurrency", "max_depth")
 LIMITS = ("max_iterations", "max_search_calls", "max_tokens", "max_seconds", "max_cost_usd", "max_sub_calls",
-          "max_llm_calls", "sub_concurrency")
+          "max_llm_calls", "sub_concurrency", "max_depth")
 SECTIONS = ("backends", "pools", "root", "sub_backends", "sandbox", "store", "limits", "search")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEY = re.compile(r"(^|_)(key|secret|password|token)$")

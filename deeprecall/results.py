@@ -54,6 +54,7 @@ class Step:
     searches: list[SearchCall] = field(default_factory=list)
     sub_calls: list[SubCall] = field(default_factory=list)
     seconds: float = 0.0
+    children: list[str] = field(default_factory=list)  # query ids of the child queries its rlm_query calls ran
 
 
 @dataclass
@@ -111,7 +112,11 @@ class QueryResult:
     answering from memory, or "not in the documents"); ``sources`` is then empty,
     so an unbacked answer never looks sourced. ``retrieved`` is every document
     the query's searches returned, best score kept. ``query_id`` matches the
-    ``query_id`` of the query's events (``deeprecall/events.py``)."""
+    ``query_id`` of the query's events (``deeprecall/events.py``).
+
+    ``children`` are the child queries ``rlm_query`` ran (``max_depth > 1``, docs/recursion.md),
+    each with its own steps and usage; this query's ``usage`` and ``retrieved`` include theirs.
+    A child has ``parent_query_id`` set and ``depth`` 2 or more."""
 
     question: str
     answer: str
@@ -124,6 +129,9 @@ class QueryResult:
     grounded: bool = False
     retrieved: list[Source] = field(default_factory=list)
     query_id: str = ""  # the id every event of this query carries (a uuid4 hex)
+    children: list[QueryResult] = field(default_factory=list)
+    parent_query_id: str | None = None
+    depth: int = 1
 
     @property
     def ok(self) -> bool:
@@ -133,4 +141,5 @@ class QueryResult:
         data = asdict(self)
         data["usage"]["total_tokens"] = self.usage.total_tokens
         data["usage"]["total_cost_usd"] = self.usage.total_cost_usd
+        data["children"] = [child.to_dict() for child in self.children]
         return data

@@ -25,6 +25,7 @@ from typing import Any
 from deeprecall.config import DeepRecallConfig
 from deeprecall.engine.adaptive_limit import SubCallLimits
 from deeprecall.engine.evidence import supporting
+from deeprecall.engine.recursion import ChildQueries
 from deeprecall.engine.run import CANCELLED, QueryRun
 from deeprecall.engine.streams import AsyncEventStream, EventStream, QueryThread, wait_for_result
 from deeprecall.errors import ConfigError, DeepRecallError, ProviderError, QueryLimitExceeded, SandboxError, redact
@@ -200,6 +201,13 @@ class DeepRecall:
                        sub_limits=self._sub_limits)
         run.context = {"question": question, "store": self._describe_store(), "default_top_k": run.top_k,
                        "scoped_by_host": enforced is not None}
+        return self._deepen(run)
+
+    def _deepen(self, run: QueryRun) -> QueryRun:
+        """While the query tree is shallower than ``max_depth``, ``rlm_query`` in ``run``'s code runs a
+        child query (docs/recursion.md) the way this engine runs any query; at ``max_depth``, ``llm_query``."""
+        if run.depth < self.config.max_depth:
+            run.spawn = ChildQueries(run, lambda child: self._execute(self._deepen(child)))
         return run
 
     def _switched_root(self, backend: str | None, kwargs: dict[str, Any] | None) -> ChatModel:
@@ -325,7 +333,9 @@ class DeepRecall:
     def _result(run: QueryRun, answer: str, error: str | None, message: str | None, sources: list[Any]) -> QueryResult:
         return QueryResult(question=run.question, answer=answer, sources=sources, steps=run.steps,
                            usage=run.usage, error=error, error_message=message, seconds=time.monotonic() - run.started,
-                           grounded=bool(sources), retrieved=list(run.sources.values()), query_id=run.query_id)
+                           grounded=bool(sources), retrieved=list(run.sources.values()), query_id=run.query_id,
+                           children=list(run.children), depth=run.depth,
+                           parent_query_id=run.parent.query_id if run.parent is not None else None)
 
     def _start_worker(self, run: QueryRun) -> WorkerSession:
         """Bind a pooled worker to this query. A worker that died while idle in the pool

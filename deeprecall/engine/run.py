@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deeprecall.config import DeepRecallConfig
 from deeprecall.engine.adaptive_limit import SubCallLimits, retry_wait
@@ -38,10 +38,13 @@ from deeprecall.errors import (
 )
 from deeprecall.events import EventSink, LimitTripped, ModelDelta, ModelTurn, QueryStarted, SearchDone, SubCallDone, preview
 from deeprecall.providers.base import ChatModel, Completion, Message
-from deeprecall.results import ModelUsage, SearchCall, Source, Step, SubCall, Usage
+from deeprecall.results import ModelUsage, QueryResult, SearchCall, Source, Step, SubCall, Usage
 from deeprecall.sandboxes.protocol import ToolRefused
 from deeprecall.vectorstores import filters as filter_language
 from deeprecall.vectorstores.base import Filter, VectorStore
+
+if TYPE_CHECKING:
+    from deeprecall.engine.recursion import ChildQueries
 
 MAX_PROMPT_CHARS = 2_000_000
 MAX_BATCH = 200
@@ -49,6 +52,9 @@ RATE_LIMIT_TRIES = 8  # attempts of a sub-call the provider keeps answering 429 
 CUT_NOTE = ("\n\n[This reply was cut off at the output-token limit, so an unfinished code block in it did not run. "
             "Write shorter replies.]")
 CANCELLED = "cancelled"
+# Ends that stop only the query they happen in. Every other limit is the query tree's: tripped in a child
+# query, it ends the child and every query above it (docs/recursion.md).
+OWN_ENDS = frozenset({"max_iterations", "stalled", "context_window", "cell_timeout", CANCELLED})
 
 
 class QueryRun:
@@ -84,6 +90,14 @@ class QueryRun:
         self.cancelled = False
         self._cancel_hooks: list[Callable[[], None]] = []
         self._cells = 0
+        # The query tree (max_depth > 1, docs/recursion.md): child() sets these on a child query's run. The
+        # top run's usage and counters are the whole tree's, and every limit but OWN_ENDS is counted there.
+        self.parent: QueryRun | None = None
+        self.top: QueryRun = self
+        self.depth = 1
+        self.children: list[QueryResult] = []
+        self.spawn: ChildQueries | None = None  # set while the tree may go deeper: rlm_query runs a child query
+        self._sub_models = list(subs)
 
     def _event_step(self) -> int:
         """The turn an event belongs to: 0 until the first turn (the step ``ground()`` opens waits for it)."""
@@ -98,6 +112,7 @@ class QueryRun:
                   "max_tokens": cfg.max_tokens, "max_seconds": cfg.max_seconds, "max_cost_usd": cfg.max_cost_usd,
                   "max_sub_calls": cfg.max_sub_calls, "max_llm_calls": cfg.max_llm_calls, "top_k": self.top_k}
         source = f"{store.get('kind', '')}:{store.get('collection', '')}" if store else ""
+        limits["max_depth"] = cfg.max_depth
         self.events.emit(QueryStarted, question=self.question, filters=self.enforced_filters,
                          root_model=self.root.model_name, sub_models=list(self.subs), limits=limits,
                          data_source=source, backend=cfg.backend, environment=cfg.environment)
@@ -136,23 +151,47 @@ class QueryRun:
                 return self.stop
             stop = self.stop = QueryLimitExceeded(reason, message)
         self.events.emit(LimitTripped, reason=reason, message=message)
+        if self.parent is not None and reason not in OWN_ENDS:  # the tree's budget: every query above ends too
+            self.parent.trip(reason, message)
         return stop
 
     def check(self) -> None:
         """Raise the tripped limit, if any; trip max_seconds if time is up."""
         if self.stop is None and self.deadline is not None and time.monotonic() >= self.deadline:
             self.trip("max_seconds", f"the query ran past max_seconds={self.config.max_seconds}")
+        above = self.parent.stopped() if self.stop is None and self.parent is not None else None
+        if above is not None:  # a limit tripped elsewhere in the tree (a sibling, the parent): this query ends too
+            self.trip(above.reason, str(above))
         if self.stop is not None:
             raise self.stop
+
+    def stopped(self) -> QueryLimitExceeded | None:
+        """What stopped this query or one above it, if anything did."""
+        run: QueryRun | None = self
+        while run is not None:
+            if run.stop is not None:
+                return run.stop
+            run = run.parent
+        return None
+
+    def lineage(self) -> list[QueryRun]:
+        """This query and the ones above it, up to the top: each one's usage is its subtree's."""
+        runs: list[QueryRun] = []
+        run: QueryRun | None = self
+        while run is not None:
+            runs.append(run)
+            run = run.parent
+        return runs
 
     def count_calls(self, *, sub: int = 0, root: int = 0, prompt_chars: int = 0) -> None:
         """Count LLM calls before they are made. Calls (a whole batch) that would cross ``max_sub_calls``
         or ``max_llm_calls``, or sub-call prompts whose tokens alone (~4 characters each) would cross
-        ``max_tokens``, are refused together, before any is sent, and the limit trips."""
-        cfg = self.config
-        with self._lock:
-            subs, calls = self.sub_calls_made + sub, self.llm_calls_made + sub + root
-            tokens = self.usage.total_tokens + prompt_chars // 4
+        ``max_tokens``, are refused together, before any is sent, and the limit trips. Counted on the
+        top query: the limits bound the whole query tree (docs/recursion.md)."""
+        cfg, top = self.config, self.top
+        with top._lock:
+            subs, calls = top.sub_calls_made + sub, top.llm_calls_made + sub + root
+            tokens = top.usage.total_tokens + prompt_chars // 4
             if cfg.max_sub_calls is not None and subs > cfg.max_sub_calls:
                 over = ("max_sub_calls", f"{sub} more sub-calls would make {subs}, over max_sub_calls={cfg.max_sub_calls}")
             elif cfg.max_llm_calls is not None and calls > cfg.max_llm_calls:
@@ -162,7 +201,7 @@ class QueryRun:
                 over = ("max_tokens", f"the sub-call prompts (~{prompt_chars // 4} tokens) would take the query past "
                                       f"max_tokens={cfg.max_tokens}")
             else:
-                self.sub_calls_made, self.llm_calls_made = subs, calls
+                top.sub_calls_made, top.llm_calls_made = subs, calls
                 return
         raise self.trip(*over)
 
@@ -170,11 +209,13 @@ class QueryRun:
         return None if self.deadline is None else max(0.01, self.deadline - time.monotonic())
 
     def _meter(self, table: dict[str, ModelUsage], completion: Completion) -> None:
-        cfg = self.config
-        with self._lock:
-            table.setdefault(completion.model, ModelUsage()).add(
-                completion.input_tokens, completion.output_tokens, completion.cost_usd)
-            tokens, cost = self.usage.total_tokens, self.usage.total_cost_usd or 0.0
+        cfg, kind = self.config, "root" if table is self.usage.root else "sub"
+        for run in self.lineage():  # a child's calls are its parent's too: the top's usage is the tree's
+            with run._lock:
+                getattr(run.usage, kind).setdefault(completion.model, ModelUsage()).add(
+                    completion.input_tokens, completion.output_tokens, completion.cost_usd)
+        with self.top._lock:
+            tokens, cost = self.top.usage.total_tokens, self.top.usage.total_cost_usd or 0.0
         if cfg.max_tokens is not None and tokens > cfg.max_tokens:
             self.trip("max_tokens", f"the query used {tokens} tokens, over max_tokens={cfg.max_tokens}")
         if cfg.max_cost_usd is not None and cost > cfg.max_cost_usd:
@@ -257,11 +298,11 @@ class QueryRun:
         a query whose loop ended with no answer. "" when there is nothing to answer from."""
         if not self.sources or self.cancelled:
             return ""
-        limit = self.config.max_llm_calls
-        if limit is not None and self.llm_calls_made >= limit:
-            return ""  # the call would cross max_llm_calls
-        with self._lock:
-            self.llm_calls_made += 1
+        limit, top = self.config.max_llm_calls, self.top
+        with top._lock:
+            if limit is not None and top.llm_calls_made >= limit:
+                return ""  # the call would cross max_llm_calls
+            top.llm_calls_made += 1
         messages: list[Message] = [{"role": "user", "content": evidence_prompt(self.question, self.evidence())}]
         started = time.monotonic()
         completion = self._stream_root(messages)
@@ -370,16 +411,15 @@ class QueryRun:
         self.check()
         self.begin_step()
         self._step_open = True
-        with self._lock:
-            self.usage.search_calls += 1
+        self._count_search(by_model=False)
         self.first_hits = self._run_search(self.question, self.top_k, None)
 
     # -- tools served to the worker ----------------------------------------
     def handle_call(self, fn: str, args: dict[str, Any]) -> Any:
         """Serve one call from the model's code. Refusals go back as ``ToolError``."""
         handlers: dict[str, Callable[..., Any]] = {
-            "search_db": self._search_db, "llm_query": self._llm_query, "rlm_query": self._llm_query,
-            "llm_query_batched": self._llm_query_batched, "rlm_query_batched": self._llm_query_batched,
+            "search_db": self._search_db, "llm_query": self._llm_query, "rlm_query": self._rlm_query,
+            "llm_query_batched": self._llm_query_batched, "rlm_query_batched": self._rlm_query_batched,
         }
         handler = handlers.get(fn)
         if handler is None:
@@ -405,14 +445,21 @@ class QueryRun:
         except FilterError as e:
             raise ToolRefused(f"search_db: {e}") from None
         self.check()
-        with self._lock:
-            self.usage.search_calls += 1
-            self.model_searches += 1
-            calls = self.model_searches
+        calls = self._count_search(by_model=True)
         limit = self.config.max_search_calls
         if limit is not None and calls > limit:
             raise self.trip("max_search_calls", f"the model made more than max_search_calls={limit} searches")
         return self._run_search(query, k, model_filters)
+
+    def _count_search(self, *, by_model: bool) -> int:
+        """Count one search in this query's usage and the ones above it; return the tree's searches
+        by the model so far (``max_search_calls`` bounds the whole tree's)."""
+        for run in self.lineage():
+            with run._lock:
+                run.usage.search_calls += 1
+        with self.top._lock:
+            self.top.model_searches += by_model
+            return self.top.model_searches
 
     def _run_search(self, query: str, k: int, model_filters: Filter | None) -> list[dict[str, Any]]:
         """One search with the enforced filters ANDed in. A failed search is recorded (with its
@@ -457,6 +504,38 @@ class QueryRun:
         if len(prompt) > MAX_PROMPT_CHARS:
             raise ToolRefused(f"llm_query prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
         return self.complete_sub(prompt, self._pick_model(model))
+
+    def _rlm_query(self, prompt: Any, model: Any = None) -> str:
+        """A child query while the tree may go deeper (docs/recursion.md); at ``max_depth``, ``llm_query``."""
+        return self._llm_query(prompt, model) if self.spawn is None else self.spawn.one(prompt, model)
+
+    def _rlm_query_batched(self, prompts: Any, model: Any = None) -> list[str]:
+        return self._llm_query_batched(prompts, model) if self.spawn is None else self.spawn.batched(prompts, model)
+
+    # -- child queries (max_depth > 1) ---------------------------------------
+    def child(self, question: str, root: ChatModel) -> QueryRun:
+        """The run of a child query: its own question (the prompt), steps and worker; this query's store,
+        enforced filters, models, config and deadline; events to this query's subscribers; and the tree's
+        budget (its calls, tokens and searches count in every query above it)."""
+        run = QueryRun(question=question, store=self.store, root=root, subs=self._sub_models, config=self.config,
+                       enforced_filters=self.enforced_filters, top_k=self.top_k, sub_limits=self.sub_limits)
+        run.parent, run.top, run.depth, run.deadline = self, self.top, self.depth + 1, self.deadline
+        run.events = self.events.child(step=run._event_step, started=run.started)
+        run.query_id = run.events.query_id
+        run.context = {**{k: v for k, v in self.context.items() if k != "first_hits"}, "question": question}
+        with self._lock:
+            self._current_step().children.append(run.query_id)
+        return run
+
+    def adopt(self, result: QueryResult) -> None:
+        """A child query ended: keep its result, and what it retrieved (an answer built on the child's
+        answer rests on the child's documents)."""
+        with self._lock:
+            self.children.append(result)
+            for source in result.retrieved:
+                known = self.sources.get(source.id)
+                if known is None or source.score > known.score:
+                    self.sources[source.id] = source
 
     def _llm_query_batched(self, prompts: Any, model: Any = None) -> list[str]:
         if not isinstance(prompts, list) or not all(isinstance(p, str) and p for p in prompts):
