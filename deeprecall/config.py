@@ -141,6 +141,7 @@ class DeepRecallConfig(BaseModel):
 
         values = load_config_file(path)
         values.pop("store", None)
+        values.pop("server", None)  # deeprecall serve's own settings
         return cls.build(**values)
 
 

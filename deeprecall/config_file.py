@@ -39,7 +39,7 @@ CONFIG_FIELDS = ("backend", "backend_kwargs", "other_backends", "other_backend_k
                  "max_sub_calls", "max_llm_calls", "sub_concurrency", "max_depth")
 LIMITS = ("max_iterations", "max_search_calls", "max_tokens", "max_seconds", "max_cost_usd", "max_sub_calls",
           "max_llm_calls", "sub_concurrency", "max_depth")
-SECTIONS = ("backends", "pools", "root", "sub_backends", "sandbox", "store", "limits", "search")
+SECTIONS = ("backends", "pools", "root", "sub_backends", "sandbox", "store", "limits", "search", "server")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEY = re.compile(r"(^|_)(key|secret|password|token)$")
 
@@ -196,6 +196,8 @@ def _flatten(data: dict[str, Any], fname: str) -> dict[str, Any]:
             raise ConfigError(f"{fname}: {section} takes only {list(keys)}")
         for key, value in block.items():
             put(key, value)
+    if "server" in data:  # read by `deeprecall serve` (deeprecall/server/settings.py)
+        out["server"] = data["server"]
     if "store" in data:
         if not isinstance(data["store"], dict):
             raise ConfigError(f"{fname}: store must be a mapping, e.g. {{type: chroma, path: ./chroma}}")

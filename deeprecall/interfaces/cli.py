@@ -40,6 +40,7 @@ PLUGGED_COMMANDS = {
     "doctor": "deeprecall.interfaces.cli_doctor",
     "models": "deeprecall.interfaces.cli_models",
     "trace": "deeprecall.interfaces.cli_trace",
+    "serve": "deeprecall.interfaces.cli_serve",
     "batch": "deeprecall.interfaces.cli_batch",
     "init": "deeprecall.interfaces.cli_init",
     "mcp": "deeprecall.interfaces.cli_mcp",
@@ -115,6 +116,7 @@ def llm_settings(args: argparse.Namespace, env: dict[str, str] | None = None) ->
 
         from_file = load_config_file(args.config)
         from_file.pop("store", None)
+        from_file.pop("server", None)
         return from_file
     base_url = args.base_url or env.get("DEEPRECALL_BASE_URL")
     backend = args.backend or ("openai-compatible" if base_url else "openai" if env.get("OPENAI_API_KEY") else None)
