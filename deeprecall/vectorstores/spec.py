@@ -75,7 +75,7 @@ class StoreSpec:
         if unknown:
             raise ConfigError(f"{where}: {kind} does not take {unknown}; it takes collection, writable, embedding, "
                               f"{', '.join(OPTIONS[kind])}")
-        options = {k: v for k, v in values.items() if v is not None and not (k in SECRET_KEYS and v == "")}
+        options = {k: v for k, v in values.items() if not (k in SECRET_KEYS and v in ("", None))}  # null is a value
         return cls(kind, collection, writable, embedding, options)
 
     @classmethod
