@@ -89,6 +89,20 @@ def build_mcp_server(engine: "DeepRecall", *, name: str = "deeprecall", host: st
     return server
 
 
+def serve(server: "FastMCP", transport: str) -> None:
+    """Run ``server`` over ``stdio`` or ``http`` (streamable HTTP at /mcp) until the client or a signal ends it."""
+    if transport == "http":
+        logging.getLogger("mcp.server.streamable_http").addFilter(_quiet_client_disconnect)
+    server.run(transport="stdio" if transport == "stdio" else "streamable-http")
+
+
+def _quiet_client_disconnect(record: logging.LogRecord) -> bool:
+    """Drop mcp 1.x's error log (with a traceback) for a client that closed its session's event stream:
+    that is an ordinary disconnect, and a user reading the log would take it for a fault."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, anyio.ClosedResourceError)
+
+
 INSTRUCTIONS = ("DeepRecall answers questions over one document store. Use `query` for a question that needs an "
                 "answer with sources (it runs a model that searches the store, several steps, with progress), "
                 "`search` for raw hits, and the resource " + STORE_RESOURCE + " to see what the store holds.")

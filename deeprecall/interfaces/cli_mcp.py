@@ -11,9 +11,15 @@ goes to stderr. The server is ``deeprecall.integrations.mcp_server``; see docs/m
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from deeprecall.errors import ConfigError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+REMOTE_WARNING = ("deeprecall mcp: serving on {host} without authentication: anyone who can reach this port can run "
+                  "queries on your store and your model budget. Bind 127.0.0.1 (the default), or put an "
+                  "authenticating proxy in front; `deeprecall serve` has API keys and tenants.")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -35,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from deeprecall.engine.engine import DeepRecall
-    from deeprecall.integrations.mcp_server import build_mcp_server
+    from deeprecall.integrations.mcp_server import build_mcp_server, serve
     from deeprecall.interfaces import cli
     from deeprecall.vectorstores import filters as filter_language
 
@@ -47,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
     enforced = dict(cli._parse_filter(f) for f in args.filter) or None
     if enforced:
         settings["filters"] = filter_language.combine(settings.get("filters"), filter_language.validate(enforced))
+    if args.transport == "http" and args.host not in LOOPBACK:
+        print(REMOTE_WARNING.format(host=args.host), file=sys.stderr)
     store = cli.open_store(args)
     with DeepRecall(vectorstore=store, **settings) as engine:
         server = build_mcp_server(engine, host=args.host, port=args.port)
-        server.run(transport="stdio" if args.transport == "stdio" else "streamable-http")
+        serve(server, args.transport)
     return 0

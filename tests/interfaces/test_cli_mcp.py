@@ -91,3 +91,58 @@ def test_a_bad_config_stops_with_one_line_before_serving(tmp_path):
                           capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""  # stdout is the protocol: nothing else is ever written there
+
+
+def test_streamable_http_serves_the_same_tools_with_progress(tmp_path, llm):
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.conftest import free_port
+
+    server = llm({ROOT: by_turn(SEARCH_AND_SUMMARISE, SUBMIT), SUB: lambda r: "Revenue up 12%."})
+    config = tmp_path / "deeprecall.yaml"
+    config.write_text(CONFIG)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deeprecall.interfaces.cli", "mcp", "--transport", "http", "--port", str(port),
+         "--config", str(config), "--persist-dir", str(chroma_folder(tmp_path)), "--collection", "docs",
+         "--embedding", "hashing"],
+        env=clean_env(LLM_URL=server.base_url, LLM_KEY=SECRET), cwd=tmp_path, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1] if proc.poll() else "slow"
+            time.sleep(0.1)
+        progress: list[str] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(message or "")
+
+        async def main() -> tuple[Any, Any]:
+            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write, _), \
+                    ClientSession(read, write) as session:
+                await session.initialize()
+                return (await session.call_tool("query", {"question": "How much did Acme's revenue grow?"},
+                                                progress_callback=on_progress),
+                        await session.call_tool("search", {"query": "revenue", "top_k": 2}))
+
+        query, search = asyncio.run(asyncio.wait_for(main(), 120))
+        assert not query.isError and query.structuredContent["answer"] == "Acme revenue grew 12% in 2023."
+        assert len(progress) == 7 and progress[0].startswith("searched")
+        assert len(search.structuredContent["hits"]) == 2
+        # DNS rebinding: a page on another host name cannot drive the loopback server from a browser
+        rebound = httpx.post(f"http://127.0.0.1:{port}/mcp", headers={"Host": "evil.example", "Accept":
+                             "application/json, text/event-stream"}, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert rebound.status_code in (403, 421)
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert SECRET not in stderr and "Traceback" not in stderr
