@@ -140,3 +140,33 @@ def test_a_limit_hit_is_in_the_metadata_or_raised_and_noted_in_the_tools_reply(l
     reply = DeepRecallTool(engine=engine).invoke({"question": QUESTION})
     assert reply.startswith("Acme grew 12% (draft)") and "stopped early: max_search_calls" in reply
     assert "may be partial" in reply
+
+
+SLOW_CELL = repl("import time\ntime.sleep(30)")
+
+
+async def cancel_mid_cell(engine, call) -> str:
+    """Start ``call()`` as a task, cancel it while the model's cell runs, and return how the query ended."""
+    seen: list[Any] = []
+    engine.subscribe(seen.append)
+    task = asyncio.ensure_future(call())
+    for _ in range(200):
+        if any(e.type == "cell_started" for e in seen):
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):  # the closing event comes from the query's thread once it has stopped
+        if seen[-1].type == "answer":
+            return str(seen[-1].error)
+        await asyncio.sleep(0.05)
+    return "still running"
+
+
+def test_cancelling_an_async_call_cancels_the_query(llm, make_engine):
+    engine = make_engine(llm({ROOT: by_turn(SLOW_CELL)}))
+    retriever = DeepRecallRetriever(engine=engine)
+    assert asyncio.run(cancel_mid_cell(engine, lambda: retriever.ainvoke(QUESTION))) == "cancelled"
+    tool = DeepRecallTool(engine=engine)
+    assert asyncio.run(cancel_mid_cell(engine, lambda: tool.ainvoke({"question": QUESTION}))) == "cancelled"

@@ -18,7 +18,7 @@ from deeprecall.integrations.llama_index import INFO_KEY, DeepRecallQueryEngine,
 from deeprecall.testing.scripted_server import by_turn
 from tests.conftest import ROOT, SUB
 from tests.engine.test_query import SEARCH_AND_SUMMARISE, SUBMIT
-from tests.integrations.test_langchain import ANSWER, OVER_BUDGET, QUESTION
+from tests.integrations.test_langchain import ANSWER, OVER_BUDGET, QUESTION, SLOW_CELL, cancel_mid_cell
 
 DOC0 = "Acme's revenue grew 12% in 2023, driven by the widget line."
 
@@ -103,3 +103,9 @@ def test_a_limit_hit_is_in_the_metadata_or_raised(llm, make_engine):
     with pytest.raises(QueryEndedEarly, match="max_search_calls") as raised:
         asyncio.run(DeepRecallQueryEngine(engine, raise_on_error=True).aquery(QUESTION))
     assert raised.value.result.error == "max_search_calls"
+
+
+def test_cancelling_aquery_cancels_the_query(llm, make_engine):
+    engine = make_engine(llm({ROOT: by_turn(SLOW_CELL)}))
+    query_engine = DeepRecallQueryEngine(engine)
+    assert asyncio.run(cancel_mid_cell(engine, lambda: query_engine.aquery(QUESTION))) == "cancelled"
