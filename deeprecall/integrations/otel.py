@@ -8,7 +8,8 @@ One span per query (``invoke_agent deeprecall``), per model call (``chat {model}
 sub-calls), per cell (``execute_tool repl``) and per search (``retrieval {store}``), following the
 OpenTelemetry GenAI semantic conventions and carrying OpenInference's ``openinference.span.kind``
 (AGENT, LLM, TOOL, RETRIEVER) so Phoenix and Langfuse read them too. Model calls and cells are
-children of the query span; searches and sub-calls a cell makes are children of that cell.
+children of the query span; searches and sub-calls a cell makes are children of that cell; a child
+query's span (``rlm_query`` under ``max_depth > 1``) is a child of the parent's cell that ran it.
 
 Why spans are timed from the events, not from the clock when the subscriber sees them: the query's
 run emits ``t`` (seconds since the query started, monotonic) and each finished call's duration, and
@@ -155,7 +156,11 @@ class OpenTelemetrySubscriber:
                              **{f"deeprecall.limit.{k}": v for k, v in e.limits.items() if isinstance(v, (str, int, float))},
                              **self._content({"gen_ai.input.messages": _messages("user", e.question),
                                               "input.value": e.question, "deeprecall.filters": _json(e.filters)})}
-        span = self._start(f"invoke_agent {AGENT_NAME}", "INTERNAL", None, anchor + round(e.t * 1e9), attributes)
+        above = self._queries.get(e.parent_query_id) if e.parent_query_id else None  # a child query: in its cell
+        if e.parent_query_id:
+            attributes.update({"deeprecall.parent_query_id": e.parent_query_id, "deeprecall.depth": e.depth})
+        span = self._start(f"invoke_agent {AGENT_NAME}", "INTERNAL", above.parent() if above else None,
+                           anchor + round(e.t * 1e9), attributes)
         self._queries[e.query_id] = _Query(span, anchor, source)
 
     def _delta(self, e: ModelDelta) -> None:

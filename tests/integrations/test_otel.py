@@ -321,6 +321,28 @@ def test_a_real_multi_turn_query_becomes_one_trace(llm, make_engine, exporter):
     assert not any("Acme" in str(v) for s in spans for v in s.attributes.values())  # no content without opt-in
 
 
+def test_a_child_query_is_a_span_inside_the_parents_cell(llm, make_engine, exporter):
+    """max_depth=2: the child query's invoke_agent span hangs off the parent's cell that called rlm_query, in the
+    parent's trace; the child's own turns, cells and searches hang off the child's span."""
+    from tests.conftest import ROOT
+    from tests.engine.test_recursive import CHILD_SEARCHES, PARENT_ASKS, two_levels
+
+    engine = make_engine(llm({ROOT: two_levels(PARENT_ASKS, CHILD_SEARCHES)}), max_depth=2)
+    unsubscribe = engine.subscribe(subscriber(exporter))
+    result = engine.query("Where did Acme open a factory?")
+    unsubscribe()
+
+    spans = exporter.get_finished_spans()
+    queries = {s.attributes["deeprecall.query_id"]: s for s in by_name(spans)["invoke_agent deeprecall"]}
+    top, child = queries[result.query_id], queries[result.children[0].query_id]
+    cells = {parent_of(c): c for c in by_name(spans)["execute_tool repl"]}
+    assert len({s.context.trace_id for s in spans}) == 1
+    assert parent_of(top) is None and parent_of(child) == cells[top.context.span_id].context.span_id
+    assert child.attributes["deeprecall.parent_query_id"] == result.query_id and child.attributes["deeprecall.depth"] == 2
+    assert "deeprecall.parent_query_id" not in top.attributes
+    child_calls = [s for s in spans if parent_of(s) == child.context.span_id]
+    assert sorted(s.name.split()[0] for s in child_calls) == ["chat", "execute_tool", "retrieval"]
+
 
 def test_subscribers_at_construction_with_content_captured(llm, store, exporter):
     from deeprecall import DeepRecall
