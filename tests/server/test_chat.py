@@ -1,0 +1,147 @@
+"""The chat endpoint's refusals and cancellation, against uvicorn for real: a client hanging up cancels its
+query (no further LLM request, its worker's process group killed), and each limit refuses cleanly."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+import httpx
+
+from deeprecall.testing.scripted_server import Reply, by_turn
+from tests.conftest import ROOT, SUB
+from tests.engine.test_cancel import group_alive, wait_until
+from tests.engine.test_query import repl
+from tests.server.harness import ACME_KEY, GLOBEX_KEY, Served, tenant_settings
+
+SLEEPY = repl('print("sleeping", flush=True)\nimport time\ntime.sleep(3)\nprint(llm_query("more?"))')
+DONE = repl('answer["content"] = "done"\nanswer["ready"] = True')
+AUTH = {"Authorization": f"Bearer {ACME_KEY}"}
+
+
+def ask(question: str = "What did Acme build?", **extra: Any) -> dict[str, Any]:
+    return {"model": "deeprecall", "messages": [{"role": "user", "content": question}], **extra}
+
+
+def post(url: str, body: Any, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers or AUTH, timeout=60, **kwargs)
+
+
+def test_a_client_hanging_up_mid_stream_cancels_its_query(llm):
+    server = llm({ROOT: by_turn(SLEEPY, DONE), SUB: lambda r: "sub"})
+    with Served(server) as served:
+        worker = served.engine._pool._idle[0]._channel.pid
+        with httpx.Client(timeout=30) as client, client.stream("POST", f"{served.url}/v1/chat/completions",
+                                                               json=ask(stream=True), headers=AUTH) as response:
+            for line in response.iter_lines():
+                if "cell 1" in line:  # the sleepy cell runs in the worker now
+                    break
+            requests_before = len(server.requests)
+        # leaving the block closed the connection mid-stream
+        wait_until(lambda: not group_alive(worker), 2.0, "the query's worker killed after the client left")
+        time.sleep(3.5)  # the cell would have ended and asked the sub-model, then the root model's next turn
+        assert len(server.requests) == requests_before == 1
+        assert served.engine._running == set() or not list(served.engine._running)
+
+
+def test_a_client_hanging_up_on_a_whole_answer_cancels_its_query(llm):
+    server = llm({ROOT: by_turn(SLEEPY, DONE), SUB: lambda r: "sub"})
+    with Served(server) as served:
+        worker = served.engine._pool._idle[0]._channel.pid
+        body = json.dumps(ask()).encode()
+        with socket.create_connection(("127.0.0.1", served.port)) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Authorization: Bearer " + ACME_KEY.encode() + b"\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            wait_until(lambda: len(server.requests) == 1, 10, "the query's first model call")
+            time.sleep(0.3)  # the cell is running
+        wait_until(lambda: not group_alive(worker), 2.0, "the query's worker killed after the client left")
+        time.sleep(3.5)
+        assert len(server.requests) == 1
+
+
+def test_limits_refuse_with_429_and_free_their_slot(llm):
+    server = llm({ROOT: by_turn(Reply(DONE, delay=1.0)), SUB: lambda r: "sub"})
+    settings = tenant_settings(acme_limits={"max_concurrent": 1}, globex_limits={"requests_per_minute": 1})
+    with Served(server, settings) as served:
+        with httpx.Client(timeout=30) as client, client.stream("POST", f"{served.url}/v1/chat/completions",
+                                                               json=ask(stream=True), headers=AUTH) as first:
+            lines = first.iter_lines()
+            next(lines)  # admitted and running
+            busy = post(served.url, ask())
+            other = post(served.url, ask(), {"Authorization": f"Bearer {GLOBEX_KEY}"})  # another key is not held up
+            list(lines)
+        assert busy.status_code == 429 and busy.json()["error"]["code"] == "concurrency"
+        assert busy.json()["error"]["type"] == "insufficient_quota" and busy.headers["retry-after"] == "1"
+        assert other.status_code == 200
+        wait_until(lambda: post(served.url, ask()).status_code == 200, 5, "acme's slot freed after its stream ended")
+        fast = post(served.url, ask(), {"Authorization": f"Bearer {GLOBEX_KEY}"})
+        assert fast.status_code == 429 and fast.json()["error"]["code"] == "rate_limit"
+        assert fast.json()["error"]["type"] == "rate_limit_exceeded" and 1 <= int(fast.headers["retry-after"]) <= 60
+
+
+def test_daily_cost_cap_refuses_once_spent(llm):
+    server = llm({ROOT: by_turn(Reply(DONE, cost=0.03)), SUB: lambda r: "sub"})
+    settings = tenant_settings(acme_limits={"daily_cost_usd": 0.05})
+    with Served(server, settings) as served:
+        assert post(served.url, ask()).json()["deeprecall"]["usage"]["total_cost_usd"] > 0
+        wait_until(lambda: post(served.url, ask()).status_code == 429, 5, "the cap reached after two queries")
+        refused = post(served.url, ask())
+    assert refused.json()["error"]["code"] == "daily_cost" and "$0.05" in refused.json()["error"]["message"]
+
+
+def test_bad_bodies_are_refused_before_any_query(llm):
+    server = llm({ROOT: by_turn(DONE), SUB: lambda r: "sub"})
+    settings = tenant_settings(max_body_bytes=4096, max_messages=3, max_question_chars=50)
+    with Served(server, settings) as served:
+        big = post(served.url, ask("x" * 5000))
+        chunked = httpx.post(f"{served.url}/v1/chat/completions", headers=AUTH, timeout=30,
+                             content=iter([b'{"model": "x", "messages": [', b" " * 5000, b"]}"]))
+        many = post(served.url, {"model": "x", "messages": [{"role": "user", "content": "hi"}] * 4})
+        long = post(served.url, ask("y" * 51))
+        garbage = httpx.post(f"{served.url}/v1/chat/completions", headers=AUTH, content=b"{nope", timeout=30)
+        no_user = post(served.url, {"model": "x", "messages": [{"role": "system", "content": "hi"}]})
+        bad_filter = post(served.url, ask(deeprecall={"filters": {"$where": "1"}}))
+        unknown = httpx.get(f"{served.url}/v1/nothing")
+    assert (big.status_code, big.json()["error"]["code"]) == (413, "body_too_large")
+    assert (chunked.status_code, chunked.json()["error"]["code"]) == (413, "body_too_large")  # no Content-Length
+    assert (many.status_code, many.json()["error"]["code"]) == (400, "too_many_messages")
+    assert (long.status_code, long.json()["error"]["code"]) == (400, "question_too_long")
+    assert "at most 50" in long.json()["error"]["message"]
+    assert (garbage.status_code, garbage.json()["error"]["message"]) == (400, "the body is not valid JSON")
+    assert no_user.status_code == 400 and "role 'user'" in no_user.json()["error"]["message"]
+    assert (bad_filter.status_code, bad_filter.json()["error"]["code"]) == (400, "invalid_filters")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    assert server.requests == []  # none of them reached the model
+
+
+def test_a_slow_body_times_out_with_408(llm):
+    """Slowloris: headers promise a body that trickles in; the server gives up at body_timeout_seconds."""
+    server = llm({ROOT: by_turn(DONE), SUB: lambda r: "sub"})
+    with Served(server, tenant_settings(body_timeout_seconds=1.0)) as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Authorization: Bearer " + ACME_KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{")
+            start = time.monotonic()
+            reply = b""
+            for _ in range(20):  # one byte every 0.2 s: each arrives well within any per-read timeout
+                try:
+                    sock.sendall(b" ")
+                except OSError:
+                    break
+                time.sleep(0.2)
+                sock.setblocking(False)
+                try:
+                    reply += sock.recv(65536)
+                except BlockingIOError:
+                    pass
+                sock.setblocking(True)
+                if reply:
+                    break
+            elapsed = time.monotonic() - start
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b'"code":"body_timeout"' in reply.replace(b" ", b"") and elapsed < 3
+        assert post(served.url, ask()).status_code == 200  # the server is fine
+        assert len(server.requests) == 1
