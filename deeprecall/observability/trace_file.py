@@ -249,12 +249,14 @@ def _config(started: QueryStarted) -> dict[str, Any]:
     """rlms's ``RLMMetadata`` fields, then ours. No kwargs are copied: rlms's logger writes backend_kwargs, keys and all."""
     limits = _safe(started.limits)
     return {
-        "root_model": started.root_model, "max_depth": 1, "max_iterations": limits.get("max_iterations"),
+        "root_model": started.root_model, "max_depth": limits.get("max_depth") or 1,
+        "max_iterations": limits.get("max_iterations"),
         "backend": started.backend or None, "backend_kwargs": {}, "environment_type": started.environment or None,
         "environment_kwargs": {}, "other_backends": list(started.sub_models) or None,
         KEY: {"schema": SCHEMA, "query_id": started.query_id, "question": started.question,
               "filters": _safe(started.filters), "limits": limits, "data_source": started.data_source,
-              "sub_models": list(started.sub_models)},
+              "sub_models": list(started.sub_models), "parent_query_id": started.parent_query_id,
+              "depth": started.depth},
     }
 
 
@@ -298,13 +300,14 @@ def _rlm_call(event: SubCallDone) -> dict[str, Any]:
 
 def _result(event: AnswerEvent) -> dict[str, Any]:
     """The closing line's result: what ``QueryResult`` says, with every retrieved document's id, score and text."""
-    retrieved = event.result.retrieved if getattr(event, "result", None) is not None else []
+    result = getattr(event, "result", None)
+    retrieved = result.retrieved if result is not None else []
     documents = {s.id: _document(s.id, s.content, s.metadata, s.score) for s in retrieved}
     return {"answer": event.answer, "grounded": event.grounded, "error": event.error,
             "error_message": event.error_message, "seconds": event.seconds, "usage": event.usage,
             "sources": [_document(str(s.get("id", "")), str(s.get("content", "")), s.get("metadata") or {},
                                   s.get("score", 0.0)) for s in event.sources],
-            "documents": documents}
+            "documents": documents, "children": [c.query_id for c in result.children] if result is not None else []}
 
 
 def _document(doc_id: str, content: str, metadata: dict[str, Any], score: Any) -> dict[str, Any]:

@@ -248,6 +248,23 @@ def test_trace_dir_writes_a_scripted_multi_turn_query_that_rlms_reads(tmp_path: 
     assert_rlms_rebuilds(path)
 
 
+def test_a_child_query_gets_its_own_file_naming_its_parent(tmp_path: Path, llm: Any, make_engine: Any) -> None:
+    from tests.conftest import ROOT
+    from tests.engine.test_recursive import CHILD_SEARCHES, PARENT_ASKS, two_levels
+
+    engine = make_engine(llm({ROOT: two_levels(PARENT_ASKS, CHILD_SEARCHES)}), max_depth=2, trace_dir=tmp_path / "t")
+    result = engine.query("Where did Acme open a factory?")
+    child_id = result.children[0].query_id
+
+    traces = {read_trace(p).ours["query_id"]: read_trace(p) for p in (tmp_path / "t").iterdir()}
+    assert set(traces) == {result.query_id, child_id}
+    top, child = traces[result.query_id], traces[child_id]
+    assert (top.ours["parent_query_id"], top.ours["depth"], top.metadata["max_depth"]) == (None, 1, 2)
+    assert (child.ours["parent_query_id"], child.ours["depth"]) == (result.query_id, 2)
+    assert top.result is not None and top.result["children"] == [child_id]
+    assert child.result is not None and child.result["answer"] == "Lyon" and child.result["children"] == []
+
+
 def test_trace_dir_can_be_set_in_deeprecall_yaml(tmp_path: Path) -> None:
     from deeprecall.config import DeepRecallConfig
 
