@@ -11,7 +11,8 @@
     ├── VectorStoreError       the store failed or does not fit (dimension, schema)
     │   ├── FilterError              a filter is not in DeepRecall's filter language
     │   └── ReadOnlyStoreError       a write (ingest) to a store opened read-only
-    └── QueryLimitExceeded     a per-query limit tripped (internal; surfaces as result.error)
+    ├── QueryLimitExceeded     a per-query limit tripped (internal; surfaces as result.error)
+    └── QueryEndedEarly        a query ended early, raised where a caller asked (raise_on_error=True)
 
 Vendor errors are mapped at each adapter's edge with ``raise ... from e`` so that
 callers catch one tree. Messages never contain secrets: see ``redact``.
@@ -20,6 +21,10 @@ callers catch one tree. Messages never contain secrets: see ``redact``.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deeprecall.results import QueryResult
 
 _SECRET_PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{6,}"),
@@ -118,3 +123,13 @@ class QueryLimitExceeded(DeepRecallError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class QueryEndedEarly(DeepRecallError):
+    """A query ended before the model finished (``result.error``: a limit, ``llm_error``...). Raised only where
+    the caller asked for it (the framework adapters' ``raise_on_error=True``); ``query()`` returns the result
+    instead. ``result`` is the whole ``QueryResult``, with its best partial answer."""
+
+    def __init__(self, result: QueryResult) -> None:
+        super().__init__(f"the query ended early ({result.error}): {result.error_message or 'no message'}")
+        self.result = result

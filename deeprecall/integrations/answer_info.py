@@ -11,21 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from deeprecall.errors import DeepRecallError
+from deeprecall.errors import QueryEndedEarly
 from deeprecall.results import QueryResult, Source
 from deeprecall.vectorstores import filters as filter_language
 
 INFO_KEY = "deeprecall"  # the metadata key every adapter puts the query's answer, usage and error under
 SNIPPET_CHARS = 300  # how much of each source a tool's text reply quotes
-
-
-class QueryEndedEarly(DeepRecallError):
-    """A query ended before the model finished (a limit, ``llm_error``...), raised by an adapter made with
-    ``raise_on_error=True``. ``result`` is the whole ``QueryResult``, with its best partial answer."""
-
-    def __init__(self, result: QueryResult) -> None:
-        super().__init__(f"the query ended early ({result.error}): {result.error_message or ''}".rstrip(": "))
-        self.result = result
 
 
 def check_filters(filters: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -12,8 +12,7 @@ from langchain_core.documents import Document
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableLambda
 
-from deeprecall.errors import FilterError
-from deeprecall.integrations.answer_info import QueryEndedEarly
+from deeprecall.errors import FilterError, QueryEndedEarly
 from deeprecall.integrations.langchain import INFO_KEY, DeepRecallRetriever, DeepRecallTool
 from deeprecall.testing.scripted_server import by_turn
 from tests.conftest import ROOT, SUB

@@ -12,8 +12,7 @@ from llama_index.core.base.response.schema import Response
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 from llama_index.core.tools import QueryEngineTool
 
-from deeprecall.errors import ConfigError, FilterError
-from deeprecall.integrations.answer_info import QueryEndedEarly
+from deeprecall.errors import ConfigError, FilterError, QueryEndedEarly
 from deeprecall.integrations.llama_index import INFO_KEY, DeepRecallQueryEngine, DeepRecallRetriever
 from deeprecall.testing.scripted_server import by_turn
 from tests.conftest import ROOT, SUB
