@@ -75,7 +75,15 @@ class PlainView(View):
 
 
 def plain_line(event: Any) -> str | None:
-    """The step ``event`` reports, as one line of text (None for events a line-per-step log leaves out)."""
+    """The step ``event`` reports, as one line of text (None for events a line-per-step log leaves out).
+    A child query's lines (``rlm_query`` under ``max_depth > 1``) start with its depth: ``depth2 search ...``;
+    their times count from the child's own start."""
+    line = _line(event)
+    depth = getattr(event, "depth", 1)
+    return line if line is None or depth == 1 else f"depth{depth} {line}"
+
+
+def _line(event: Any) -> str | None:
     if isinstance(event, QueryStarted):
         where = f" on {event.data_source}" if event.data_source else ""
         return f"start    {event.root_model or 'model'}{where}: {clip(event.question, 100)}"

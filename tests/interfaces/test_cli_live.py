@@ -34,6 +34,18 @@ def test_plain_view_prints_one_line_per_step_in_order():
     assert "4 model calls, 2 searches, 405 tokens, $0.0020 (max_iterations: 2 turns used)" in lines[11]
 
 
+def test_a_child_querys_lines_carry_its_depth():
+    out = io.StringIO()
+    view = PlainView(out)
+    for event in multi_turn_events("child")[:2]:
+        view(event.model_copy(update={"parent_query_id": "q1", "depth": 2}))
+    view(multi_turn_events()[0])
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"[   0.00s] depth2 start    root-model on chroma:docs: {QUESTION}"
+    assert lines[1].endswith(f"depth2 search   {QUESTION!r} -> 2 hits (10 ms)")
+    assert lines[2].startswith("[   0.00s] start ")
+
+
 def test_json_events_view_writes_lines_that_read_back_as_the_same_events():
     out = io.StringIO()
     view = JsonEventsView(out)
