@@ -5,6 +5,9 @@ retriever and the tool, sync and async, in an LCEL chain and under astream_event
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +15,7 @@ from langchain_core.documents import Document
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableLambda
 
-from deeprecall.errors import FilterError, QueryEndedEarly
+from deeprecall.errors import FilterError, MissingDependencyError, QueryEndedEarly
 from deeprecall.integrations.langchain import INFO_KEY, DeepRecallRetriever, DeepRecallTool
 from deeprecall.testing.scripted_server import by_turn
 from tests.conftest import ROOT, SUB
@@ -169,3 +172,24 @@ def test_cancelling_an_async_call_cancels_the_query(llm, make_engine):
     assert asyncio.run(cancel_mid_cell(engine, lambda: retriever.ainvoke(QUESTION))) == "cancelled"
     tool = DeepRecallTool(engine=engine)
     assert asyncio.run(cancel_mid_cell(engine, lambda: tool.ainvoke({"question": QUESTION}))) == "cancelled"
+
+
+def hide_modules(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
+    """Make ``import prefix...`` fail as it does when the package is not installed."""
+    for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, prefix, None)
+
+
+def load_fresh(module: str) -> None:
+    """Run an adapter module's code again under a throwaway name (the imported one stays as it is)."""
+    path = Path(__file__).resolve().parents[2] / (module.replace(".", "/") + ".py")
+    spec = importlib.util.spec_from_file_location(f"fresh_{module}", path)
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def test_without_the_extra_the_import_error_names_it(monkeypatch):
+    hide_modules(monkeypatch, "langchain_core")
+    with pytest.raises(MissingDependencyError, match=r"pip install 'deeprecall\[langchain\]'"):
+        load_fresh("deeprecall.integrations.langchain")

@@ -12,12 +12,20 @@ from llama_index.core.base.response.schema import Response
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 from llama_index.core.tools import QueryEngineTool
 
-from deeprecall.errors import ConfigError, FilterError, QueryEndedEarly
+from deeprecall.errors import ConfigError, FilterError, MissingDependencyError, QueryEndedEarly
 from deeprecall.integrations.llama_index import INFO_KEY, DeepRecallQueryEngine, DeepRecallRetriever
 from deeprecall.testing.scripted_server import by_turn
 from tests.conftest import ROOT, SUB
 from tests.engine.test_query import SEARCH_AND_SUMMARISE, SUBMIT
-from tests.integrations.test_langchain import ANSWER, OVER_BUDGET, QUESTION, SLOW_CELL, cancel_mid_cell
+from tests.integrations.test_langchain import (
+    ANSWER,
+    OVER_BUDGET,
+    QUESTION,
+    SLOW_CELL,
+    cancel_mid_cell,
+    hide_modules,
+    load_fresh,
+)
 
 DOC0 = "Acme's revenue grew 12% in 2023, driven by the widget line."
 
@@ -108,3 +116,9 @@ def test_cancelling_aquery_cancels_the_query(llm, make_engine):
     engine = make_engine(llm({ROOT: by_turn(SLOW_CELL)}))
     query_engine = DeepRecallQueryEngine(engine)
     assert asyncio.run(cancel_mid_cell(engine, lambda: query_engine.aquery(QUESTION))) == "cancelled"
+
+
+def test_without_the_extra_the_import_error_names_it(monkeypatch):
+    hide_modules(monkeypatch, "llama_index")
+    with pytest.raises(MissingDependencyError, match=r"pip install 'deeprecall\[llama-index\]'"):
+        load_fresh("deeprecall.integrations.llama_index")
