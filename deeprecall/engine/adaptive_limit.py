@@ -49,13 +49,23 @@ class AdaptiveLimit:
         (``grow``) adds 1/limit; another failure leaves it as it is."""
         with self._ready:
             self.in_flight -= 1
-            if rate_limited and generation == self._generation:
-                self.limit = max(1.0, self.limit / 2)
-                self._generation += 1
-                self.cuts += 1
-            elif grow and not rate_limited:
+            if rate_limited:
+                self._cut(generation)
+            elif grow:
                 self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
             self._ready.notify_all()
+
+    def cut(self, generation: int) -> None:
+        """A request of ``generation``, still in flight, met a 429 (its provider retries it): halve the limit
+        now, so no new request starts until the provider has room."""
+        with self._ready:
+            self._cut(generation)
+
+    def _cut(self, generation: int) -> None:
+        if generation == self._generation:
+            self.limit = max(1.0, self.limit / 2)
+            self._generation += 1
+            self.cuts += 1
 
 
 def retry_wait(attempt: int) -> float:

@@ -37,7 +37,7 @@ from deeprecall.errors import (
     redact,
 )
 from deeprecall.events import EventSink, LimitTripped, ModelDelta, ModelTurn, QueryStarted, SearchDone, SubCallDone, preview
-from deeprecall.providers.base import ChatModel, Completion, Message
+from deeprecall.providers.base import ChatModel, Completion, Message, rate_limit_watcher
 from deeprecall.results import ModelUsage, QueryResult, SearchCall, Source, Step, SubCall, Usage
 from deeprecall.sandboxes.protocol import ToolRefused
 from deeprecall.vectorstores import filters as filter_language
@@ -339,7 +339,8 @@ class QueryRun:
                 raise ProviderError(f"{model.model_name}: no free slot before the query's deadline", retryable=True)
             try:
                 self.check()  # cancelled, or another limit tripped, while this call waited for its slot
-                completion = model.complete([{"role": "user", "content": prompt}], timeout=self.seconds_left())
+                with rate_limit_watcher(functools.partial(limit.cut, generation)):  # 429s the provider retries
+                    completion = model.complete([{"role": "user", "content": prompt}], timeout=self.seconds_left())
             except ProviderError as e:
                 limited = e.status == 429
                 limit.release(generation, rate_limited=limited, grow=False)

@@ -8,7 +8,9 @@ Implementations must be safe to call from several threads at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol, runtime_checkable
@@ -77,6 +79,28 @@ class ChatModel(Protocol):
     ) -> Completion: ...
 
     def close(self) -> None: ...
+
+
+_watchers = threading.local()
+
+
+@contextmanager
+def rate_limit_watcher(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` for each 429 a call made on this thread meets, also those its provider retries
+    itself (the engine's adaptive sub-call limit backs off on them; it would otherwise see only the last)."""
+    previous = getattr(_watchers, "callback", None)
+    _watchers.callback = callback
+    try:
+        yield
+    finally:
+        _watchers.callback = previous
+
+
+def rate_limited() -> None:
+    """A provider met a 429 on this thread: tell the watcher, if any (``rate_limit_watcher``)."""
+    callback = getattr(_watchers, "callback", None)
+    if callback is not None:
+        callback()
 
 
 def is_transport_error(error: BaseException) -> bool:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from deeprecall.errors import ProviderError, redact
-from deeprecall.providers.base import retryable_status
+from deeprecall.providers.base import rate_limited, retryable_status
 
 _T = TypeVar("_T")
 
@@ -153,6 +153,8 @@ class JsonHttpClient:
             try:
                 return attempt_once(self._attempt_timeout(deadline))
             except ProviderError as e:
+                if e.status == 429:
+                    rate_limited()
                 wait = self._retry_wait(e, attempt, deadline)
                 if wait is None:
                     raise

@@ -75,6 +75,18 @@ def test_a_provider_answering_429_above_4_concurrent_gets_every_call_answered(ll
     assert provider.refused - refused_by_first < refused_by_first  # shared per model: it does not start over at 32
 
 
+def test_429s_the_provider_retries_itself_also_cut_the_limit(llm, make_engine):
+    """With the OpenAI-shape client's own retries on (2, the default), a 429 is retried inside the provider and
+    may never reach the engine; the client reports each one, so the limit still comes down: far fewer 429s than
+    the 24 * 3 attempts a limit stuck at 32 could draw, and every call answered."""
+    provider = RateLimitedSub(allowed=4, latency=0.1)
+    server = llm({ROOT: by_turn(batch(24)), SUB: provider})
+    subs = [{"model_name": SUB, "base_url": server.base_url, "max_retries": 2}]
+    result = make_engine(server, other_backend_kwargs=subs).query("batch please")
+    assert result.error is None and result.answer == "|".join(f"seen item {i}" for i in range(24))
+    assert provider.served == 24 and 0 < provider.refused <= 30
+
+
 def test_the_limit_halves_once_per_wave_and_grows_back_slowly():
     limit = AdaptiveLimit()
     wave = [limit.acquire() for _ in range(8)]
