@@ -101,7 +101,7 @@ class Usage:
 @dataclass
 class QueryResult:
     """``error`` is None, or the name of what ended the query early:
-    max_iterations, max_search_calls, max_tokens, max_seconds, max_cost_usd,
+    max_iterations, max_search_calls, max_sub_calls, max_llm_calls, max_tokens, max_seconds, max_cost_usd,
     cell_timeout, sandbox_failed, llm_error, stalled, context_window, or
     cancelled (the caller stopped it); ``error_message`` explains it.
     The answer is then the best partial answer available.

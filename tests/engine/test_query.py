@@ -99,7 +99,7 @@ def test_llm_query_batched_runs_concurrently(llm, make_engine):
     result = make_engine(server).query("batch please")
     assert result.answer == "|".join(f"seen item {i}" for i in range(6))
     assert result.usage.sub[SUB].calls == 6
-    assert max_in_flight(server.calls_for(SUB)) == 6  # all six were in flight together (sub_concurrency is 8)
+    assert max_in_flight(server.calls_for(SUB)) == 6  # all six were in flight together (the adaptive sub-call limit starts at 32)
 
 
 def test_llm_query_picks_a_sub_model_by_name(llm, make_engine):
