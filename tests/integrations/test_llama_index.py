@@ -122,3 +122,14 @@ def test_without_the_extra_the_import_error_names_it(monkeypatch):
     hide_modules(monkeypatch, "llama_index")
     with pytest.raises(MissingDependencyError, match=r"pip install 'deeprecall\[llama-index\]'"):
         load_fresh("deeprecall.integrations.llama_index")
+
+
+def test_a_synthesizer_over_the_retriever_reads_the_documents_not_deeprecalls_answer(engine):
+    from llama_index.core.llms.mock import MockLLM
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    # MockLLM without max_tokens replies with the prompt it was given: the reply is what the synthesizer sent.
+    synthesizer = RetrieverQueryEngine.from_args(DeepRecallRetriever(engine), llm=MockLLM())
+    prompt = str(synthesizer.query(QUESTION))
+    assert DOC0 in prompt and "tenant: acme" in prompt
+    assert ANSWER not in prompt and INFO_KEY not in prompt
