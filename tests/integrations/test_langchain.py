@@ -14,6 +14,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableLambda
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from deeprecall.errors import FilterError, MissingDependencyError, QueryEndedEarly
 from deeprecall.integrations.langchain import INFO_KEY, DeepRecallRetriever, DeepRecallTool
@@ -112,7 +113,9 @@ def test_a_sync_callback_handler_sees_the_same_steps(engine):
 
 def test_the_tool_answers_with_its_sources_sync_and_async(engine):
     tool = DeepRecallTool(engine=engine)
-    assert tool.name == "deeprecall" and set(tool.args) == {"question"}
+    schema = convert_to_openai_tool(tool)["function"]  # what bind_tools() shows a chat model
+    assert schema["name"] == "deeprecall" and "knowledge base" in schema["description"]
+    assert list(schema["parameters"]["properties"]) == ["question"] and schema["parameters"]["required"] == ["question"]
     call = {"type": "tool_call", "id": "call-1", "name": tool.name, "args": {"question": QUESTION}}
 
     message = tool.invoke(call)
