@@ -315,6 +315,7 @@ class DeepRecall:
         except SandboxError as e:
             answer, error, message = best_partial_answer(run, rlm), "sandbox_failed", str(e)
         finally:
+            run.end_children()
             if env is not None:
                 env.cleanup()
         if run.cancelled:  # whatever the cancel broke on its way out (a killed worker) is the cancel

@@ -75,7 +75,7 @@ class ChildQueries:
             result = QueryResult(question=prompt, answer="", steps=child.steps, usage=child.usage, error="exception",
                                  error_message=redact(f"{type(e).__name__}: {e}")[:500], query_id=child.query_id,
                                  parent_query_id=self.run.query_id, depth=child.depth)
-        self.run.adopt(result)
+        self.run.adopt(child, result)
         stop = self.run.stopped()
         if stop is not None and result.error is not None:
             raise stop  # a limit of the tree: handle_call tells the model to submit, the cell's end ends the query

@@ -97,6 +97,7 @@ class QueryRun:
         self.depth = 1
         self.children: list[QueryResult] = []
         self.spawn: ChildQueries | None = None  # set while the tree may go deeper: rlm_query runs a child query
+        self._running_children: set[QueryRun] = set()
         self._sub_models = list(subs)
 
     def _event_step(self) -> int:
@@ -526,17 +527,28 @@ class QueryRun:
         run.context = {**{k: v for k, v in self.context.items() if k != "first_hits"}, "question": question}
         with self._lock:
             self._current_step().children.append(run.query_id)
+            self._running_children.add(run)
         return run
 
-    def adopt(self, result: QueryResult) -> None:
+    def adopt(self, child: QueryRun, result: QueryResult) -> None:
         """A child query ended: keep its result, and what it retrieved (an answer built on the child's
         answer rests on the child's documents)."""
         with self._lock:
+            self._running_children.discard(child)
             self.children.append(result)
             for source in result.retrieved:
                 known = self.sources.get(source.id)
                 if known is None or source.score > known.score:
                     self.sources[source.id] = source
+
+    def end_children(self) -> None:
+        """This query ended: a child still running (the cell waiting on it was cut at the deadline) is
+        cancelled now, so nothing keeps spending the tree's budget or holding a worker for an ended query.
+        It is not in ``children``; its own events still end with its answer event."""
+        with self._lock:
+            running, self._running_children = self._running_children, set()
+        for child in running:
+            child.cancel()
 
     def _llm_query_batched(self, prompts: Any, model: Any = None) -> list[str]:
         if not isinstance(prompts, list) or not all(isinstance(p, str) and p for p in prompts):

@@ -7,9 +7,15 @@ the prompt the parent passed to rlm_query (rlms's first user message: "Answer th
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import pytest
+
+from deeprecall import DeepRecallConfig
+from deeprecall.errors import ConfigError
 from deeprecall.testing.scripted_server import ChatRequest, Reply
 from tests.conftest import ROOT, SUB, max_in_flight
+from tests.engine.test_cancel import SLEEPY_CELL, group_alive, query_threads, wait_until
 from tests.engine.test_query import repl
 
 CHILD_MARK = "CHILD:"
@@ -193,3 +199,44 @@ def test_rlm_query_batched_runs_children_concurrently(llm, make_engine):
     child_calls = [r for r in server.calls_for(ROOT) if is_child(r)]
     assert max_in_flight(child_calls) == 4
     assert seconds < 2.0, f"four 0.6 s children took {seconds:.2f}s: not concurrent"
+
+
+def test_the_parents_deadline_bounds_its_child(llm, make_engine):
+    """The child's reply would take 20 s; the tree's max_seconds=2 ends the child and then the parent. (The cell
+    waiting on the child is cut at the deadline, so the draft comes from the cell before it.)"""
+    parent = repl('answer["content"] = "draft"') + "\n" + repl(f'x = rlm_query("{CHILD_MARK} slow")')  # two cells
+    server = llm({ROOT: two_levels(parent, Reply(text="FINAL(late)", delay=20))})
+    events: list = []
+    started = time.monotonic()
+    result = make_engine(server, max_depth=2, max_seconds=2).query("q", on_event=events.append)
+    assert time.monotonic() - started < 6
+    assert result.error == "max_seconds" and result.answer == "draft"
+    # The parent's cell was cut at the deadline while the child's call was on the wire: the child is ended too
+    # (by the deadline or by its parent's end, whichever comes first) and reports its answer event.
+    wait_until(lambda: any(e.type == "answer" and e.depth == 2 for e in events), 3, "the child's answer event")
+    ended = next(e for e in events if e.type == "answer" and e.depth == 2)
+    assert ended.error in ("max_seconds", "cancelled") and ended.parent_query_id == result.query_id
+
+
+def test_cancelling_the_parent_kills_its_childs_worker(llm, make_engine):
+    parent = repl(f'x = rlm_query("{CHILD_MARK} sleep")')
+    engine = make_engine(llm({ROOT: two_levels(parent, SLEEPY_CELL)}), max_depth=2)
+    engine.warm(2)
+    workers = [s._channel.pid for s in engine._pool._idle]  # the parent takes the first, its child the second
+    assert len(workers) == 2
+    stream = engine.stream("q")
+    for event in stream:
+        if event.type == "cell_started" and event.depth == 2:
+            break
+    stream.close()
+    wait_until(lambda: not any(group_alive(w) for w in workers), 1.5, "the parent's and the child's workers killed")
+    wait_until(lambda: not [t for t in query_threads() if t.startswith("deeprecall-query")], 3, "the query's thread ended")
+
+
+def test_max_depth_in_a_config_file_and_its_bounds(tmp_path: Path):
+    config_file = tmp_path / "deeprecall.yaml"
+    config_file.write_text("backend: vllm\nbackend_kwargs: {model_name: m}\nlimits: {max_depth: 3}\n")
+    assert DeepRecallConfig.from_file(config_file).max_depth == 3
+    assert DeepRecallConfig(backend_kwargs={"model_name": "m"}).max_depth == 1
+    with pytest.raises(ConfigError, match="max_depth"):
+        DeepRecallConfig.build(backend_kwargs={"model_name": "m"}, max_depth=0)
