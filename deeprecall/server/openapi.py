@@ -12,6 +12,9 @@ _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "properties": {"message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "string"},
                    "param": {"type": ["string", "null"]}}}}}
 
+_EVENT = {"type": "object", "required": ["data"], "description": "one SSE event: a chat.completion.chunk as JSON, "
+          "or [DONE]", "properties": {"data": {"type": "string"}}}
+
 
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"description": "an OpenAI-shaped error", "content": {"application/json": {"schema": _ERROR}}}
@@ -49,7 +52,7 @@ def openapi_document(settings: ServerSettings) -> dict[str, Any]:
                 "responses": {"200": {"description": "a chat.completion, or with stream=true an SSE stream of "
                                                      "chat.completion.chunk events ended by data: [DONE]",
                                       "content": {"application/json": {"schema": completion},
-                                                  "text/event-stream": {"schema": {"type": "string"}}}},
+                                                  "text/event-stream": {"schema": _EVENT}}},
                               **_errors(400, 401, 408, 413, 429, 503, 504)}}},
             "/v1/models": {"get": {"operationId": "listModels", "responses": {"200": {
                 "description": "the model this server answers as", "content": {"application/json": {"schema": {
