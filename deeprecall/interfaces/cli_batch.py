@@ -76,11 +76,11 @@ def _answer(args: argparse.Namespace, plan: Any, answers: Any, settings: dict[st
     progress = not args.no_progress
     if args.ray or args.ray_address:
         import functools
-        import os
 
         from deeprecall.integrations.ray import answer_on_ray
+        from deeprecall.vectorstores.spec import open_store
 
-        store = functools.partial(open_store_from, os.getcwd(), args)  # picklable: each actor opens the store itself
+        store = functools.partial(open_store, store_spec_for_workers(args))  # picklable: each actor opens it
         answer_on_ray(plan, answers, store=store, settings=settings, actors=args.actors, concurrency=args.concurrency,
                       address=args.ray_address, progress=progress)
         return
@@ -91,16 +91,19 @@ def _answer(args: argparse.Namespace, plan: Any, answers: Any, settings: dict[st
         answer_in_threads(engine, plan, answers, concurrency=args.concurrency, progress=progress)
 
 
-def open_store_from(cwd: str, args: argparse.Namespace) -> Any:
-    """The store the flags name, opened as if from ``cwd``. Why: a Ray actor's working directory is not the
-    driver's, and relative paths (./.deeprecall, --config) must mean what they meant where the command ran."""
+
+def store_spec_for_workers(args: argparse.Namespace) -> Any:
+    """The flags' store spec with a relative folder made absolute. Why: a Ray actor's working directory is
+    not the driver's, so ./.deeprecall must be resolved where the command ran (on a cluster the folder must
+    be at that path on every node; a server store has no folder)."""
+    import dataclasses
     import os
 
-    from deeprecall.interfaces import cli
+    from deeprecall.interfaces.cli_store import PATH_KEY, store_spec
 
-    before = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return cli.open_store(args)
-    finally:
-        os.chdir(before)
+    spec = store_spec(args)
+    key = PATH_KEY.get(spec.kind)
+    folder = spec.options.get(key) if key else None
+    if key is None or not isinstance(folder, str) or "://" in folder or os.path.isabs(folder):
+        return spec
+    return dataclasses.replace(spec, options={**spec.options, key: os.path.abspath(folder)})

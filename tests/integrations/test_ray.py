@@ -1,0 +1,86 @@
+"""Batch runs on a local Ray instance (``ray.init(num_cpus=2)``): the Ray Data form (``map_batches`` with
+``DeepRecallAnswerer`` actors, each its own engine), and ``deeprecall batch --ray-address`` connecting to that
+instance as to a cluster. The store is a Chroma folder every worker opens; the LLM is the scripted server."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from deeprecall.embeddings import HashingEmbedding
+from deeprecall.integrations.ray import DeepRecallAnswerer
+from deeprecall.testing.scripted_server import by_turn
+from deeprecall.vectorstores.chroma import ChromaStore
+from tests.conftest import DOCS
+from tests.engine.test_query import repl
+from tests.interfaces.test_cli import CLI, clean_env
+
+# The answer names the tenants of the documents the engine's first search found: it shows the filter was applied.
+TENANTS = repl('answer["content"] = ",".join(sorted({h["metadata"]["tenant"] for h in context["first_hits"]}))\n'
+               'answer["ready"] = True')
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """Ray is in the test extra: without it this module fails to import rather than skipping."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def chroma_folder(path: Path) -> functools.partial[ChromaStore]:
+    """A Chroma folder with the shared test documents, and the picklable factory each actor opens it with."""
+    store = functools.partial(ChromaStore, "docs", persist_directory=str(path), embedding_fn=HashingEmbedding())
+    store().add_documents([d for d, _ in DOCS], [m for _, m in DOCS], ids=[f"doc{i}" for i in range(len(DOCS))])
+    return store
+
+
+def settings(base_url: str) -> dict[str, Any]:
+    return {"backend": "vllm", "backend_kwargs": {"model_name": "root-model", "base_url": base_url, "max_retries": 0}}
+
+
+def test_ray_data_map_batches_answers_with_one_engine_per_actor(local_ray, tmp_path, llm):
+    server = llm({"root-model": by_turn(TENANTS)}, latency=0.2)
+    rows = [{"id": f"q{i}", "question": f"What happened at Acme and Globex, part {i}?",
+             "filters": {"tenant": "globex"} if i % 2 else None} for i in range(12)]
+    answered = local_ray.data.from_items(rows).map_batches(
+        DeepRecallAnswerer, compute=local_ray.data.ActorPoolStrategy(size=2), batch_size=3, num_cpus=0.5,
+        fn_constructor_kwargs={"store": chroma_folder(tmp_path / "chroma"), "settings": settings(server.base_url),
+                               "concurrency": 3}).take_all()
+    by_id = {row["id"]: row for row in answered}
+    assert sorted(by_id) == sorted(r["id"] for r in rows)
+    for i in range(12):
+        row = by_id[f"q{i}"]
+        assert row["error"] == "" and row["answer"] == ("globex" if i % 2 else "acme,globex")
+        record = json.loads(row["record"])
+        assert record["usage"]["root_calls"] == 1 and record["seconds"] >= 0.2
+    assert len(server.calls_for("root-model")) == 12  # each question asked once
+
+
+def test_cli_batch_on_a_ray_cluster_address(local_ray, tmp_path, llm):
+    """The CLI connects to the running instance by its address, as it would to a remote cluster's head;
+    the actors open ./.deeprecall from the directory the command ran in (their own cwd is elsewhere)."""
+    server = llm({"root-model": by_turn(TENANTS)}, latency=0.2)
+    chroma_folder(tmp_path / ".deeprecall")
+    lines = [{"id": i, "question": f"Acme and Globex news {i}?"} for i in range(6)]
+    lines += [{"id": "g", "question": "Globex only?", "filters": {"tenant": "globex"}}]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    address = local_ray.get_runtime_context().gcs_address
+    proc = subprocess.run([*CLI, "batch", "q.jsonl", "--out", "a.jsonl", "--collection", "docs", "--embedding",
+                           "hashing", "--backend", "openai-compatible", "--base-url", server.base_url, "--model",
+                           "root-model", "--ray-address", address, "--actors", "2", "--concurrency", "2",
+                           "--json-summary"], capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    written = {r["id"]: r for r in map(json.loads, (tmp_path / "a.jsonl").read_text().splitlines())}
+    assert set(written) == {0, 1, 2, 3, 4, 5, "g"}  # ids come back with their own JSON types
+    assert written["g"]["answer"] == "globex" and written[3]["answer"] == "acme,globex"
+    assert all(r["error"] is None and r["usage"]["root_calls"] == 1 for r in written.values())
+    summary = json.loads(proc.stdout)  # stdout is the summary alone: Ray's own output stays off it
+    assert summary["answered"] == 7 and summary["errors"] == {}
