@@ -145,3 +145,49 @@ def test_a_slow_body_times_out_with_408(llm):
         assert b'"code":"body_timeout"' in reply.replace(b" ", b"") and elapsed < 3
         assert post(served.url, ask()).status_code == 200  # the server is fine
         assert len(server.requests) == 1
+
+
+def test_32_concurrent_streams_each_complete_and_in_order(llm):
+    """32 clients stream at once, the model answering each call after 0.3 s: every stream gets its own answer,
+    its chunks in order (role, steps with rising times, answer, finish, [DONE]), none cut or mixed up."""
+    import asyncio
+    import re
+
+    def root(request: Any) -> str:
+        n = re.search(r"question #(\d+)", request.text).group(1)  # type: ignore[union-attr]
+        if request.turn == 0:
+            return repl('hits = search_db("Acme")\nprint(llm_query("summarise " + hits[0]["content"]))')
+        return repl(f'answer["content"] = "answer #{n}"\nanswer["ready"] = True')
+
+    server = llm({ROOT: root, SUB: lambda r: "summary"}, latency=0.3)
+
+    async def one(client: httpx.AsyncClient, url: str, n: int) -> list[Any]:
+        async with client.stream("POST", f"{url}/v1/chat/completions", headers=AUTH,
+                                 json=ask(f"question #{n}: what did Acme build?", stream=True)) as response:
+            assert response.status_code == 200
+            text = "".join([part async for part in response.aiter_text()])
+        return [json.loads(b[6:]) if b != "data: [DONE]" else "[DONE]" for b in text.split("\n\n") if b]
+
+    async def burst(url: str) -> tuple[list[list[Any]], float]:
+        start = time.monotonic()
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=64)) as client:
+            streams = await asyncio.gather(*(one(client, url, n) for n in range(32)))
+        return list(streams), time.monotonic() - start
+
+    with Served(server, environment_kwargs={"pool_size": 32}) as served:
+        streams, seconds = asyncio.run(burst(served.url))
+    for n, chunks in enumerate(streams):
+        assert chunks[-1] == "[DONE]" and chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+        kinds = ["role" if "role" in c["choices"][0]["delta"] else
+                 "step" if "reasoning_content" in c["choices"][0]["delta"] else
+                 "answer" if c["choices"][0]["delta"].get("content") else "finish" for c in chunks[:-1]]
+        assert kinds == ["role"] + ["step"] * (len(kinds) - 3) + ["answer", "finish"], kinds
+        steps = [c["choices"][0]["delta"]["reasoning_content"] for c, kind in zip(chunks[:-1], kinds, strict=True)
+                 if kind == "step"]
+        times = [float(line[1:line.index("s]")]) for line in steps]
+        assert times == sorted(times) and len(times) >= 8
+        assert chunks[-3]["choices"][0]["delta"]["content"] == f"answer #{n}"
+        assert chunks[-2]["choices"][0]["finish_reason"] == "stop" and chunks[-2]["deeprecall"]["error"] is None
+        assert len({c["id"] for c in chunks[:-1]}) == 1
+    assert len(server.calls_for(ROOT)) == 64 and len(server.calls_for(SUB)) == 32
+    print(f"32 streams at 0.3 s model latency: {seconds:.2f} s wall")
