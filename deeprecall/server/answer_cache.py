@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from deeprecall.config import DeepRecallConfig, redact_kwargs
 from deeprecall.events import AnswerEvent
 from deeprecall.vectorstores import filters as filter_language
@@ -174,8 +176,7 @@ class CachedAnswers:
 
     async def lookup(self, question: str, tenant_filters: dict[str, Any] | None,
                      request_filters: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> CacheLookup:
-        fingerprint_of = getattr(self._store, "fingerprint", None)
-        fingerprint = await asyncio.to_thread(fingerprint_of) if callable(fingerprint_of) else None
+        fingerprint = await asyncio.to_thread(self._fingerprint)
         if not fingerprint:
             self._on_lookup("uncacheable")
             return CacheLookup(None)
@@ -185,6 +186,14 @@ class CachedAnswers:
         entry = await self.cache.get(key)
         self._on_lookup("miss" if entry is None else "hit")
         return CacheLookup(key, None if entry is None else _answer_from(entry))
+
+    def _fingerprint(self) -> str | None:
+        """The store's fingerprint; None (uncacheable) when it has none or reading it fails."""
+        fingerprint_of = getattr(self._store, "fingerprint", None)
+        try:
+            return fingerprint_of() if callable(fingerprint_of) else None
+        except Exception:  # a store that cannot say what it holds now is not cached, never an error
+            return None
 
     def expect(self, query_id: str, key: str | None) -> None:
         """Keep query ``query_id``'s answer under ``key`` when it ends well. Call it on the event loop."""
@@ -215,3 +224,22 @@ def _answer_from(entry: dict[str, Any]) -> AnswerEvent:
         type="answer", query_id=uuid.uuid4().hex, t=0.0, step=0, answer=str(entry["answer"]),
         sources=list(entry.get("sources", [])), grounded=bool(entry.get("grounded")), usage={}, seconds=0.0,
         error=None, error_message=None, result=None)
+
+
+class AnswerCacheSettings(BaseModel):
+    """``server.cache`` in the config file: off unless ``enabled``; in Redis when ``server.redis_url`` is set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    ttl_seconds: float = Field(default=DEFAULT_TTL_SECONDS, gt=0)
+    max_entries: int = Field(default=DEFAULT_MAX_ENTRIES, ge=1)  # per process, for the in-process cache
+
+
+def build_cached_answers(settings: AnswerCacheSettings, redis_url: str | None, engine: Any,
+                         on_lookup: Callable[[str], None] | None = None) -> CachedAnswers | None:
+    """The server's cache per its settings, or None when it is off (the default)."""
+    if not settings.enabled:
+        return None
+    cache = build_answer_cache(redis_url, max_entries=settings.max_entries)
+    return CachedAnswers(cache, engine.config, engine.store, ttl_seconds=settings.ttl_seconds, on_lookup=on_lookup)

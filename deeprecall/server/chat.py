@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from deeprecall.errors import ConfigError
 from deeprecall.server import openai_wire as wire
+from deeprecall.server.answer_cache import CachedAnswers
 from deeprecall.server.auth import authenticate, bearer_token
 from deeprecall.server.limits import Counters, LimitExceeded
 from deeprecall.server.settings import ApiKeySettings, ServerSettings
@@ -71,8 +72,10 @@ class CostMeter:
 class Chat:
     """The endpoint, bound to one engine, its settings and the key counters."""
 
-    def __init__(self, engine: Any, settings: ServerSettings, counters: Counters, meter: CostMeter) -> None:
+    def __init__(self, engine: Any, settings: ServerSettings, counters: Counters, meter: CostMeter,
+                 answers: CachedAnswers | None = None) -> None:
         self.engine = engine
+        self.answers = answers  # the answer cache, None when off
         self.settings = settings
         self.counters = counters
         self.meter = meter
@@ -102,15 +105,42 @@ class Chat:
             log.error("key counters unavailable: %s", type(e).__name__)
             return error_response(503, "the server cannot check this key's limits right now; retry shortly",
                                   "server_error", "counters_unavailable")
+        model = self.settings.model_name
+        lookup = (None if self.answers is None else  # keyed by the tenant's AND the request's filters
+                  await self.answers.lookup(asked.question, key.filters, asked.filters, {"top_k": asked.top_k}))
+        if lookup is not None and lookup.hit is not None:
+            self._release(key, None, lookup.hit)  # a hit spends nothing
+            return self._cached(lookup.hit, model, asked.stream, asked.include_usage)
         try:
             stream = self.engine.astream(asked.question, filters, top_k=asked.top_k)
         except ConfigError as e:  # top_k out of range, a closed engine
             self._release(key, None, None)
             return error_response(400, str(e), "invalid_request_error", "invalid_request")
-        model = self.settings.model_name
+        if lookup is not None and self.answers is not None:
+            self.answers.expect(stream.query_id, lookup.key)
         if asked.stream:
             return EventSourceResponse(self._chunks(stream, key, model, asked.include_usage))
         return await self._whole(stream, key, model, request.receive)
+
+    def _cached(self, hit: Any, model: str, stream: bool, include_usage: bool) -> Response:
+        """A cached answer, whole or as a stream, marked ``deeprecall.cached: true``."""
+        if not stream:
+            body = wire.completion(hit, model)
+            body["deeprecall"]["cached"] = True
+            return JSONResponse(body)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            writer = wire.ChunkWriter(hit.query_id, model)
+            yield sse(writer.role())
+            for chunk in writer.answer(hit):
+                if "deeprecall" in chunk:
+                    chunk["deeprecall"]["cached"] = True
+                yield sse(chunk)
+            if include_usage:
+                yield sse(writer.usage(hit))
+            yield b"data: [DONE]\n\n"
+
+        return EventSourceResponse(chunks())
 
     async def _body(self, request: Request) -> Any:
         """The JSON body, refused when too large (413) or not fully sent within the body timeout (408)."""

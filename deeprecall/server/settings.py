@@ -15,6 +15,8 @@
       body_timeout_seconds: 10            # a body not fully received by then (a slow client): 408
       query_timeout_seconds: 300          # a query still running then is cancelled (504, or the stream ends)
       shutdown_grace_seconds: 30          # on SIGTERM, in-flight queries get this long, then are cancelled
+      redis_url: redis://127.0.0.1:6379/0 # optional: counters (and the cache) shared by every server process
+      cache: {enabled: false, ttl_seconds: 300, max_entries: 1024}   # the answer cache (docs/server.md)
 
 Why hashes: the config file is read by more people and tools than the server; a leaked file must not be
 a leaked key. A key is 32+ random bytes, so an unsalted sha256 is enough (no dictionary to attack).
@@ -31,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deeprecall.errors import ConfigError
+from deeprecall.server.answer_cache import AnswerCacheSettings
 from deeprecall.server.limits import KeyLimits
 from deeprecall.vectorstores import filters as filter_language
 
@@ -81,6 +84,8 @@ class ServerSettings(BaseModel):
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     query_timeout_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    redis_url: str | None = Field(default=None, repr=False)  # may hold a password: kept out of reprs
+    cache: AnswerCacheSettings = Field(default_factory=AnswerCacheSettings)
 
     @model_validator(mode="after")
     def _keys_or_anonymous(self) -> ServerSettings:

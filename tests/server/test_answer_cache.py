@@ -146,3 +146,65 @@ def test_redis_shares_entries_between_replicas_and_keys_reveal_nothing() -> None
         await two.close()
 
     asyncio.run(scenario())
+
+
+def test_the_server_marks_a_hit_and_never_serves_it_to_another_tenant(llm: Any) -> None:
+    """Through the real server: acme's repeated question is a hit (whole and streamed), globex's same question
+    is not, nor is globex's request naming acme's tenant in its own filters; the hit costs no model call."""
+    import httpx
+
+    from tests.conftest import ROOT
+    from tests.server.harness import ACME_KEY, GLOBEX_KEY, Served, tenant_settings
+
+    def root(request: Any) -> str:
+        return tenant_of_hits(request.messages)
+
+    server = llm({ROOT: root})
+    settings = tenant_settings(cache={"enabled": True, "ttl_seconds": 60})
+
+    def ask(served: Served, key: str, filters: dict[str, Any] | None = None, stream: bool = False) -> Any:
+        body: dict[str, Any] = {"model": "deeprecall", "stream": stream,
+                                "messages": [{"role": "user", "content": "How did revenue change in 2023?"}]}
+        if filters:
+            body["deeprecall"] = {"filters": filters}
+        reply = httpx.post(f"{served.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                           json=body, timeout=30)
+        assert reply.status_code == 200, reply.text
+        if not stream:
+            data = reply.json()
+            return data["choices"][0]["message"]["content"], data["deeprecall"].get("cached", False)
+        from tests.server.test_app import sse_payloads
+
+        payloads = sse_payloads(reply.text)
+        assert payloads[-1] == "[DONE]" and payloads[0]["choices"][0]["delta"]["role"] == "assistant"
+        text = "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads[:-1] if p["choices"])
+        return text, payloads[-2]["deeprecall"].get("cached", False)
+
+    with Served(server, settings) as served:
+        assert ask(served, ACME_KEY) == ("acme documents", False)
+        calls = len(server.requests)
+        assert ask(served, ACME_KEY) == ("acme documents", True)
+        assert ask(served, ACME_KEY, stream=True) == ("acme documents", True)
+        assert len(server.requests) == calls  # hits reached no model
+        assert ask(served, GLOBEX_KEY) == ("globex documents", False)
+        answer, cached = ask(served, GLOBEX_KEY, filters={"tenant": "acme"})
+        assert not cached and answer != "acme documents"
+        metrics = httpx.get(f"{served.url}/metrics", timeout=10).text
+    assert 'deeprecall_answer_cache_total{result="hit"} 2' in metrics
+    assert 'deeprecall_answer_cache_total{result="miss"} 3' in metrics
+
+
+def test_the_cache_is_off_by_default(llm: Any) -> None:
+    import httpx
+
+    from deeprecall.testing.scripted_server import by_turn
+    from tests.conftest import ROOT
+    from tests.server.harness import ACME_KEY, Served
+
+    server = llm({ROOT: by_turn("FINAL(Lyon)", "FINAL(Lyon)")})
+    with Served(server) as served:
+        for _ in range(2):
+            reply = httpx.post(f"{served.url}/v1/chat/completions", headers={"Authorization": f"Bearer {ACME_KEY}"},
+                               json={"model": "m", "messages": [{"role": "user", "content": "Where?"}]}, timeout=30)
+            assert reply.status_code == 200 and "cached" not in reply.json()["deeprecall"]
+    assert len(server.requests) == 2

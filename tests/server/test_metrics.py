@@ -58,3 +58,29 @@ def pytest_approx(value: float) -> Any:
     import pytest
 
     return pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+def test_get_metrics_on_the_server_counts_queries_and_refusals_by_status(llm: Any) -> None:
+    import httpx
+
+    from deeprecall.testing.scripted_server import by_turn
+    from tests.conftest import ROOT
+    from tests.server.harness import ACME_KEY, Served
+
+    server = llm({ROOT: by_turn("FINAL(Lyon)")})
+    with Served(server) as served:
+        chat = f"{served.url}/v1/chat/completions"
+        body = {"model": "m", "messages": [{"role": "user", "content": "Where is the factory?"}]}
+        assert httpx.post(chat, headers={"Authorization": f"Bearer {ACME_KEY}"}, json=body, timeout=30).status_code == 200
+        assert httpx.post(chat, headers={"Authorization": "Bearer wrong"}, json=body, timeout=30).status_code == 401
+        assert httpx.get(f"{served.url}/no/such/path", timeout=10).status_code == 404
+        reply = httpx.get(f"{served.url}/metrics", timeout=10)
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    got = samples(reply.text)
+    chat_route = "/v1/chat/completions"
+    assert got[("deeprecall_http_responses_total", (("route", chat_route), ("status", "200")))] == 1
+    assert got[("deeprecall_http_responses_total", (("route", chat_route), ("status", "401")))] == 1
+    assert got[("deeprecall_http_responses_total", (("route", "other"), ("status", "404")))] == 1
+    assert got[("deeprecall_queries_total", (("outcome", "ok"),))] == 1
+    assert got[("deeprecall_tokens_total", (("direction", "output"), ("model", ROOT), ("role", "root")))] > 0
+    assert ("deeprecall_sandbox_workers", (("state", "idle"),)) in got

@@ -188,3 +188,40 @@ def test_build_counters_picks_redis_only_when_a_url_is_configured() -> None:
     assert isinstance(build_counters(None), InProcessCounters)
     shared = build_counters("redis://:hunter2secret@127.0.0.1:9/0")
     assert isinstance(shared, RedisCounters) and "hunter2secret" not in repr(shared)
+
+
+def test_two_server_replicas_on_one_redis_share_a_keys_rate_limit_and_cost_cap(llm: Any) -> None:
+    """Two apps (as two uvicorn workers or replicas would be), each its own engine and counters, one Redis."""
+    import httpx
+
+    from deeprecall.testing.scripted_server import by_turn
+    from tests.conftest import ROOT
+    from tests.server.harness import ACME_KEY, GLOBEX_KEY, Served, tenant_settings
+
+    url = require_redis_url().rsplit("/", 1)[0] + "/15"  # a database of its own: the app's keys use the default prefix
+    import redis
+
+    redis.Redis.from_url(url).flushdb()  # counters of an earlier run (a day's cost) must not refuse this one
+    server = llm({ROOT: by_turn("FINAL(Lyon)")})
+    priced = {"model_name": ROOT, "base_url": server.base_url, "max_retries": 0,
+              "pricing": {"input": 0.001, "output": 0.001}}  # every query costs well over $0.01
+    settings = tenant_settings(redis_url=url, acme_limits={"requests_per_minute": 3},
+                               globex_limits={"daily_cost_usd": 0.01})
+    assert "redis" not in repr(settings)
+
+    def ask(served: Served, key: str) -> httpx.Response:
+        return httpx.post(f"{served.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                          json={"model": "deeprecall", "messages": [{"role": "user", "content": "Where?"}]}, timeout=30)
+
+    with Served(server, settings, backend_kwargs=priced) as one, Served(server, settings, backend_kwargs=priced) as two:
+        assert [ask(one, ACME_KEY).status_code, ask(two, ACME_KEY).status_code, ask(one, ACME_KEY).status_code] \
+            == [200, 200, 200]
+        refused = ask(two, ACME_KEY)  # the 4th of the minute, counted across both replicas
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit"
+        assert int(refused.headers["Retry-After"]) >= 1
+
+        assert ask(one, GLOBEX_KEY).status_code == 200  # spends the day's $0.01 on replica one
+        deadline = time.monotonic() + 5
+        while (capped := ask(two, GLOBEX_KEY)).status_code == 200:  # its release (and bill) is async
+            assert time.monotonic() < deadline, "replica two never saw replica one's spending"
+        assert capped.status_code == 429 and capped.json()["error"]["code"] == "daily_cost"
