@@ -148,6 +148,21 @@ def test_a_child_whose_sandbox_dies_is_a_tool_error_and_the_parent_goes_on(llm, 
     assert "child failed:" in result.steps[0].output and "sandbox_failed" in result.steps[0].output
 
 
+def test_a_child_that_runs_out_of_turns_ends_alone(llm, make_engine):
+    """max_iterations is each query's own: the child's two turns run out, its parent gets ToolError with the
+    child's draft, and goes on to answer."""
+    parent = by_parent_turn(
+        repl(f'try:\n    rlm_query("{CHILD_MARK} ponder")\nexcept ToolError as e:\n    print("child failed:", e)'),
+        repl('answer["content"] = "parent answered"\nanswer["ready"] = True'))
+    child = lambda r: repl(f'answer["content"] = "child draft"\nn = {len(r.messages)}')  # noqa: E731
+
+    server = llm({ROOT: lambda r: child(r) if is_child(r) else parent(r)})
+    result = make_engine(server, max_depth=2, max_iterations=2).query("q")
+    assert result.error is None and result.answer == "parent answered"
+    assert result.children[0].error == "max_iterations" and result.children[0].usage.root_calls == 2
+    assert "max_iterations" in result.steps[0].output and "its partial answer: child draft" in result.steps[0].output
+
+
 def by_parent_turn(*replies: str) -> object:
     def script(request: ChatRequest) -> str:
         return replies[min(request.turn, len(replies) - 1)]
