@@ -94,6 +94,22 @@ def test_at_max_depth_rlm_query_is_an_llm_query(llm, make_engine):
     assert flat.usage.sub[SUB].calls == 1 and flat.usage.root[ROOT].calls == 1
 
 
+def test_three_levels_nest_and_the_top_usage_is_the_trees(llm, make_engine):
+    middle = repl(f'y = rlm_query("GRAND: {CHILD_MARK} the city only")\nanswer["content"] = y\nanswer["ready"] = True')
+
+    def root(request: ChatRequest) -> str:
+        question = question_of(request)
+        return CHILD_SEARCHES if "GRAND:" in question else middle if CHILD_MARK in question else PARENT_ASKS
+
+    result = make_engine(llm({ROOT: root}), max_depth=3).query("Where did Acme open a factory?")
+    assert result.answer == "Acme opened its factory in Lyon"
+    [child] = result.children
+    [grandchild] = child.children
+    assert (grandchild.depth, grandchild.parent_query_id, grandchild.answer) == (3, child.query_id, "Lyon")
+    assert [r.usage.root[ROOT].calls for r in (result, child, grandchild)] == [3, 2, 1]
+    assert [r.usage.search_calls for r in (result, child, grandchild)] == [4, 3, 2]
+
+
 def test_a_limit_of_the_tree_tripped_inside_a_child_ends_the_child_and_the_parent(llm, make_engine):
     """max_llm_calls=3 counts the whole tree: the parent's turn and two of the child's; the child's third turn
     is refused, the child ends, the parent's rlm_query raises ToolError and the parent ends with its draft."""
