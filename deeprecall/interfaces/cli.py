@@ -3,6 +3,9 @@
     deeprecall query "question" --docs PATH      ingest PATH into ./.deeprecall, then answer (steps shown live
                                                  on stderr; --json-events prints the events as JSON lines)
     deeprecall ingest PATH                       ingest only
+    deeprecall init                              write a commented starter deeprecall.yaml
+    --config FILE / --store KIND --store-url ... any store (the file's store: section, or flags; read-only
+                                                 unless writable: true / --writable): see cli_store
     deeprecall providers | doctor                what this machine can reach and run
     deeprecall trace view FILE                   a query's trace file (--trace-dir) as one HTML page
 
