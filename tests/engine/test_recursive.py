@@ -79,6 +79,18 @@ def test_a_child_query_searches_in_its_own_sandbox_and_the_parent_uses_its_answe
     assert result.to_dict()["children"][0]["answer"] == "Lyon"
 
 
+def test_a_streamed_tree_ends_with_the_top_answer_and_only_the_top_query_streams(llm, make_engine):
+    engine = make_engine(llm({ROOT: two_levels(PARENT_ASKS, CHILD_SEARCHES)}), max_depth=2)
+    with engine.stream("Where did Acme open a factory?") as stream:
+        events = list(stream)
+    assert stream.result is not None and events[-1].query_id == stream.query_id == stream.result.query_id
+    assert events[-1].type == "answer" and events[-1].answer == "Acme opened its factory in Lyon"
+    deltas = [e for e in events if e.type == "model_delta"]
+    assert deltas and all(e.query_id == stream.query_id for e in deltas)  # the child's turn came whole
+    assert [e.type for e in events if e.depth == 2 and e.type in ("query_started", "model_turn", "answer")] == [
+        "query_started", "model_turn", "answer"]
+
+
 def test_at_max_depth_rlm_query_is_an_llm_query(llm, make_engine):
     """max_depth=2: the child's own rlm_query is one sub-model call; max_depth=1 (the default): the parent's is."""
     child_asks_again = repl(f'y = rlm_query("{CHILD_MARK} deeper?")\nanswer["content"] = "child got " + y\n'
