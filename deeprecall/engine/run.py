@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 MAX_PROMPT_CHARS = 2_000_000
 MAX_BATCH = 200
+REFUSALS_BEFORE_KILL = 50  # calls refused after a limit tripped before the cell making them is killed
 RATE_LIMIT_TRIES = 8  # attempts of a sub-call the provider keeps answering 429 (on top of the provider's own retries)
 CUT_NOTE = ("\n\n[This reply was cut off at the output-token limit, so an unfinished code block in it did not run. "
             "Write shorter replies.]")
@@ -89,6 +90,7 @@ class QueryRun:
         self.query_id = self.events.query_id
         self.cancelled = False
         self._cancel_hooks: list[Callable[[], None]] = []
+        self._refusals = 0
         self._cells = 0
         # The query tree (max_depth > 1, docs/recursion.md): child() sets these on a child query's run. The
         # top run's usage and counters are the whole tree's, and every limit but OWN_ENDS is counted there.
@@ -431,10 +433,21 @@ class QueryRun:
         except TypeError as e:
             raise ToolRefused(f"{fn}: {e}") from None
         except QueryLimitExceeded as e:
+            self._refused_after_stop()
             raise ToolRefused(f"{e}. No more calls are possible: set answer['content'] to your best answer "
                               "and answer['ready'] = True now.") from None
         except DeepRecallError as e:
             raise ToolRefused(f"{fn}: {e}") from None
+
+    def _refused_after_stop(self) -> None:
+        """Code that goes on calling after a limit tripped (a loop that catches the ``ToolError``) is ended:
+        at the ``REFUSALS_BEFORE_KILL``-th refusal the worker is killed (the cancel hooks), so the cell ends
+        and the query with it, with the limit that tripped, instead of serving refusals until max_seconds."""
+        with self._lock:
+            self._refusals += 1
+            hooks = list(self._cancel_hooks) if self._refusals == REFUSALS_BEFORE_KILL else []
+        for hook in hooks:
+            hook()
 
     def _search_db(self, query: Any, top_k: Any = None, filters: Any = None) -> list[dict[str, Any]]:
         if not isinstance(query, str) or not query.strip():

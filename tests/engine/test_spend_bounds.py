@@ -80,3 +80,18 @@ def test_the_config_file_takes_the_new_limits(tmp_path):
                     "limits: {max_sub_calls: 7, max_llm_calls: 9, sub_concurrency: 4, max_tokens: null}\n")
     config = DeepRecallConfig.from_file(path)
     assert (config.max_sub_calls, config.max_llm_calls, config.sub_concurrency, config.max_tokens) == (7, 9, 4, None)
+
+
+def test_a_loop_that_catches_the_refusal_is_ended_too(llm, make_engine):
+    """The next attack: the loop catches ToolError and goes on. Every call after the trip is refused without
+    spending anything, and after 50 refusals the cell's worker is killed, so the query ends now, not after
+    100000 refusals (about 30 s here) or at max_seconds."""
+    code = repl('answer["content"] = "draft"\nfor i in range(100000):\n    try:\n        llm_query(f"p {i}")\n'
+                '    except ToolError:\n        pass')
+    server = llm({ROOT: _root(code), SUB: lambda r: "ok"})
+    events: list = []
+    result = make_engine(server, max_sub_calls=10).query("q", on_event=events.append)
+    assert result.error == "max_sub_calls" and len(server.calls_for(SUB)) == 10
+    tripped = next(e for e in events if isinstance(e, LimitTripped))
+    assert events[-1].t - tripped.t < 1.5
+    assert result.answer == "answered from the evidence"  # the draft was written in the killed cell: the floor
