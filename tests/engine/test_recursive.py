@@ -143,6 +143,30 @@ def test_a_limit_of_the_tree_tripped_inside_a_child_ends_the_child_and_the_paren
     assert (child.query_id, "max_llm_calls") in limits and (result.query_id, "max_llm_calls") in limits
 
 
+@pytest.mark.parametrize("limit", ["max_tokens", "max_cost_usd"])
+def test_the_trees_tokens_and_cost_count_a_childs_calls(llm, make_engine, limit):
+    """The child's turn (~1,900 tokens) and its sub-call (10,010) stay under max_tokens=13,000 (and $0.013 at $1 per
+    million tokens) on their own; with the parent's turn (~1,900) the tree crosses it at the child's sub-call.
+    The child ends, then the parent."""
+    parent = repl('answer["content"] = "draft"\n'
+                  f'try:\n    rlm_query("{CHILD_MARK} read it all")\nexcept ToolError as e:\n    print("refused:", e)')
+    child = repl('x = llm_query("read everything")\nanswer["content"] = x\nanswer["ready"] = True')
+    server = llm({ROOT: two_levels(parent, child), SUB: lambda r: Reply(text="all read", usage=(10_000, 10))})
+    price = {"pricing": {"input": 1e-6, "output": 1e-6}}
+    overrides = {"max_tokens": 13_000} if limit == "max_tokens" else {
+        "max_cost_usd": 0.013,
+        "backend_kwargs": {"model_name": ROOT, "base_url": server.base_url, "max_retries": 0, **price},
+        "other_backend_kwargs": [{"model_name": SUB, "base_url": server.base_url, "max_retries": 0, **price}]}
+    result = make_engine(server, max_depth=2, **overrides).query("q")
+
+    assert result.error == limit and result.answer == "draft"
+    [kid] = result.children
+    assert kid.error == limit and kid.usage.sub[SUB].calls == 1
+    assert kid.usage.total_tokens < 13_000 < result.usage.total_tokens  # the child alone was under it
+    assert len(server.calls_for(ROOT)) == 2  # nothing after the limit: no parent turn 2, no evidence call
+    assert "refused:" in result.steps[0].output and limit in result.steps[0].output
+
+
 def test_a_child_cannot_search_past_the_trees_max_search_calls(llm, make_engine):
     parent = repl('answer["content"] = "draft"\nsearch_db("Acme")\nsearch_db("Lyon")\n'
                   f'try:\n    rlm_query("{CHILD_MARK} search a lot")\nexcept ToolError as e:\n    print("refused:", e)')
