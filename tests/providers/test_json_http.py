@@ -114,6 +114,24 @@ def test_retry_after_ms_is_honoured(llm):
     assert retried.received_at - refused.replied_at >= 1.5
 
 
+def test_each_429_is_reported_to_the_threads_watcher_also_when_retried(llm):
+    """The engine's adaptive sub-call limit backs off on 429s the client retries itself; other statuses, and
+    calls outside the watcher's block, are not reported."""
+    from deeprecall.providers.base import rate_limit_watcher
+
+    s = llm(sequence(Reply(status=429, text="slow down", headers={"retry-after-ms": "10"}),
+                     Reply(status=503, text="busy", headers={"retry-after-ms": "10"}),
+                     Reply(status=429, text="slow down", headers={"retry-after-ms": "10"}), "ok"))
+    seen: list[str] = []
+    with rate_limit_watcher(lambda: seen.append("429")):
+        assert vllm(s.base_url, max_retries=3).complete(MSGS).text == "ok"
+    assert seen == ["429", "429"]
+    limited = llm(lambda r: Reply(status=429, text="slow down"))
+    with pytest.raises(ProviderError):
+        vllm(limited.base_url, max_retries=0).complete(MSGS)  # after the watcher's block: nothing reported
+    assert seen == ["429", "429"]
+
+
 def test_the_call_timeout_bounds_retries_and_waits(llm):
     """With a 3 s call timeout and Retry-After: 2, the first retry fits and the second would not: the call
     gives up at once instead of waiting past its timeout (checked by order: it raised before the server's
