@@ -109,3 +109,18 @@ def test_a_request_filter_cannot_reach_another_tenant(llm):
     assert reply["choices"][0]["message"]["content"] == "0"
     assert all(s["metadata"]["tenant"] == "acme" for s in reply["deeprecall"]["sources"])
     assert globex["choices"][0]["message"]["content"] != "0"  # the same code under globex's key finds them
+
+
+def test_healthz_reports_each_check_and_fails_when_the_model_is_gone(llm):
+    server = llm(scripts())
+    with Served(server) as served:
+        healthy = httpx.get(f"{served.url}/healthz", timeout=30)
+        server.stop()
+        failing = httpx.get(f"{served.url}/healthz", timeout=30)
+    assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
+    checks = healthy.json()["checks"]
+    assert checks["store"] == {"ok": True, "documents": 5, "ms": checks["store"]["ms"]}
+    assert checks["sandbox"]["ok"] and checks["sandbox"]["isolation"] in ("namespace", "process")
+    assert checks["provider"]["reachable"] is True
+    assert failing.status_code == 503 and failing.json()["status"] == "failing"
+    assert failing.json()["checks"]["provider"]["ok"] is False and failing.json()["checks"]["store"]["ok"] is True
