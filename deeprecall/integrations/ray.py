@@ -32,7 +32,6 @@ from deeprecall.batch.questions import BatchQuestion
 from deeprecall.batch.runner import BatchPlan, answer_question, record_done
 from deeprecall.engine.engine import DeepRecall
 from deeprecall.errors import ConfigError, MissingDependencyError
-from deeprecall.vectorstores import filters as filter_language
 from deeprecall.vectorstores.base import VectorStore
 
 OUTPUT_COLUMNS = ("id", "answer", "error", "seconds", "record")
@@ -85,9 +84,21 @@ def _column(batch: Mapping[str, Any], name: str) -> list[Any]:
 
 
 def _filters(value: Any) -> dict[str, Any] | None:
+    """A row's filters. A filter the language rejects is left for ``query()`` to refuse: that row's record
+    says so and the batch goes on."""
     if value is None or value == "":
         return None
-    return filter_language.validate(json.loads(value) if isinstance(value, str) else value)
+    return _without_nulls(json.loads(value) if isinstance(value, str) else value) or None
+
+
+def _without_nulls(value: Any) -> Any:
+    """Drop the null fields Arrow adds when rows' filter dicts have different keys (``read_json`` makes them one
+    struct type); the filter language has no null, so no filter a user wrote loses anything."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def answer_on_ray(plan: BatchPlan, answers: AnswersFile, *, store: Callable[[], VectorStore],

@@ -46,22 +46,33 @@ def settings(base_url: str) -> dict[str, Any]:
     return {"backend": "vllm", "backend_kwargs": {"model_name": "root-model", "base_url": base_url, "max_retries": 0}}
 
 
+FILTERS = [None, {"tenant": "globex"}, {"tenant": "acme", "year": {"$gte": 2022}}, {"topic": "people"}]
+TENANTS_FOUND = ["acme,globex", "globex", "acme", "globex"]
+
+
 def test_ray_data_map_batches_answers_with_one_engine_per_actor(local_ray, tmp_path, llm):
+    """The documented form: read_json, then map_batches with an actor pool. Rows' filters have different keys
+    (Arrow makes them one struct, nulls filled in); a row with a filter the language rejects gets an error
+    record and the others are answered."""
     server = llm({"root-model": by_turn(TENANTS)}, latency=0.2)
-    rows = [{"id": f"q{i}", "question": f"What happened at Acme and Globex, part {i}?",
-             "filters": {"tenant": "globex"} if i % 2 else None} for i in range(12)]
-    answered = local_ray.data.from_items(rows).map_batches(
+    rows = [{"id": i, "question": f"What happened at Acme and Globex, part {i}?", "filters": FILTERS[i % 4]}
+            for i in range(12)]
+    rows.append({"id": 12, "question": "A bad filter?", "filters": {"year": {"$between": [2020, 2023]}}})
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    answered = local_ray.data.read_json(str(tmp_path / "q.jsonl")).map_batches(
         DeepRecallAnswerer, compute=local_ray.data.ActorPoolStrategy(size=2), batch_size=3, num_cpus=0.5,
         fn_constructor_kwargs={"store": chroma_folder(tmp_path / "chroma"), "settings": settings(server.base_url),
                                "concurrency": 3}).take_all()
     by_id = {row["id"]: row for row in answered}
-    assert sorted(by_id) == sorted(r["id"] for r in rows)
+    assert sorted(by_id) == list(range(13))
     for i in range(12):
-        row = by_id[f"q{i}"]
-        assert row["error"] == "" and row["answer"] == ("globex" if i % 2 else "acme,globex")
+        row = by_id[i]
+        assert row["error"] == "" and row["answer"] == TENANTS_FOUND[i % 4], row
         record = json.loads(row["record"])
         assert record["usage"]["root_calls"] == 1 and record["seconds"] >= 0.2
-    assert len(server.calls_for("root-model")) == 12  # each question asked once
+    bad = json.loads(by_id[12]["record"])
+    assert bad["error"] == "exception" and "$between" in bad["error_message"]
+    assert len(server.calls_for("root-model")) == 12  # each good question asked once, the bad one never
 
 
 def test_cli_batch_on_a_ray_cluster_address(local_ray, tmp_path, llm):
