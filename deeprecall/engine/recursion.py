@@ -29,7 +29,7 @@ MAX_CONCURRENT_CHILDREN = 4  # rlms's own default for rlm_query_batched; each ch
 
 
 class ChildQueries:
-    """What ``rlm_query`` and ``rlm_query_batched`` do in a query above ``max_depth``.
+    """What ``rlm_query`` and ``rlm_query_batched`` do in a query shallower than ``max_depth``.
 
     ``execute`` runs a child's run to its ``QueryResult`` (the engine's ``_execute``: the same
     events, worker, loop and answer as a top query)."""
@@ -37,6 +37,7 @@ class ChildQueries:
     def __init__(self, run: QueryRun, execute: Callable[[QueryRun], QueryResult]) -> None:
         self.run = run
         self.execute = execute
+        run.on_cancel(run.end_children)  # the children running then (not those that ended: their answer was their last event)
 
     def one(self, prompt: Any, model: Any = None) -> str:
         _check_prompt(prompt, "rlm_query(prompt)")
@@ -67,8 +68,7 @@ class ChildQueries:
         """Run one child query to its end. A child that raised (a store failing its first search)
         is a result with ``error="exception"``: the parent's code is told, the parent goes on."""
         self.run.check()  # the tree is out of budget, or the parent was cancelled: no child starts
-        child = self.run.child(prompt, root)
-        self.run.on_cancel(child.cancel)
+        child = self.run.child(prompt, root)  # cancelled with its parent; started after that, it inherits the stop
         try:
             result = self.execute(child)
         except Exception as e:

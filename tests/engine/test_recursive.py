@@ -300,6 +300,23 @@ def test_cancelling_the_parent_kills_its_childs_worker(llm, make_engine):
     wait_until(lambda: not [t for t in query_threads() if t.startswith("deeprecall-query")], 3, "the query's thread ended")
 
 
+def test_cancelling_after_a_child_ended_sends_that_child_no_more_events(llm, make_engine):
+    parent = by_parent_turn(repl(f'x = rlm_query("{CHILD_MARK} q")\nprint(x)'), Reply(text="FINAL(late)", delay=1.5))
+    engine = make_engine(llm({ROOT: lambda r: CHILD_SEARCHES if is_child(r) else parent(r)}), max_depth=2)
+    events: list = []
+    engine.subscribe(events.append)
+    stream = engine.stream("q")
+    for event in stream:
+        if event.type == "cell_ended" and event.depth == 1:
+            break  # the child has answered; the parent's second turn is next
+    stream.close()
+    # (the parent's turn 2 is waiting for its first byte: its thread ends when that call returns, within 1.5 s)
+    wait_until(lambda: any(e.type == "answer" and e.depth == 1 for e in events), 5, "the parent's answer event")
+    child_events = [e.type for e in events if e.depth == 2]
+    assert child_events[-1] == "answer" and "limit" not in child_events
+    assert events[-1].error == "cancelled"
+
+
 def test_max_depth_in_a_config_file_and_its_bounds(tmp_path: Path):
     config_file = tmp_path / "deeprecall.yaml"
     config_file.write_text("backend: vllm\nbackend_kwargs: {model_name: m}\nlimits: {max_depth: 3}\n")
