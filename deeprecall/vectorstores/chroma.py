@@ -88,7 +88,6 @@ class ChromaStore(StoreAdapter):
         if collection is not None:
             super().__init__(collection.name, embedding_fn, bool(writable))
             self._collection, self._client = collection, None
-            self._embed = embedding_fn
             check_dimension(self._stored_dim(), embedding_fn, repr(self))
             return
         if len(collection_name) < 3:
@@ -103,7 +102,6 @@ class ChromaStore(StoreAdapter):
         self._collection = _open(client, collection_name, embedding_fn, persist_directory)
         ours = (self._collection.metadata or {}).get("created_by") == MARKER
         super().__init__(collection_name, embedding_fn, ours if writable is None else writable)
-        self._embed = None  # the collection embeds with the function it was created with
 
     @classmethod
     def attach(
@@ -141,7 +139,9 @@ class ChromaStore(StoreAdapter):
         return None if got is None or len(got) == 0 else len(got[0])
 
     def _query_vector(self, query: str) -> list[float] | None:
-        return None if self._embed is None else super()._query_vector(query)
+        # With a function, embed here rather than letting the collection call it: chromadb's HTTP client (a Chroma
+        # server) needs numpy arrays, which not every function returns; the vectors are the same.
+        return None if self.embedding_fn is None else super()._query_vector(query)
 
     def _translate(self, conjunct: Filter) -> dict[str, Any]:
         return _node(conjunct)
@@ -151,7 +151,7 @@ class ChromaStore(StoreAdapter):
         # collection with empty lists, so no count() round trip per search.
         kwargs: dict[str, Any] = {"n_results": k, "include": ["documents", "metadatas", "distances"]}
         if vector is not None:
-            kwargs["query_embeddings"] = [vector]
+            kwargs["query_embeddings"] = _array([vector])
         else:
             kwargs["query_texts"] = [query]
         if native:
@@ -176,7 +176,7 @@ class ChromaStore(StoreAdapter):
         if any(metas):
             kwargs["metadatas"] = [m or _EMPTY_META for m in metas]
         if vectors:
-            kwargs["embeddings"] = vectors
+            kwargs["embeddings"] = _array(vectors)
         try:
             self._collection.upsert(**kwargs)
         except Exception as e:
@@ -213,7 +213,7 @@ class ChromaStore(StoreAdapter):
         metadatas: Sequence[Metadata] | None = None,
         ids: Sequence[str] | None = None,
     ) -> list[str]:
-        if self._embed is None and self.writable:  # the collection embeds with its own function
+        if self.embedding_fn is None and self.writable:  # the collection embeds with its own function
             return self._add_unembedded(texts, metadatas, ids)
         return super().add_documents(texts, metadatas, ids)
 
@@ -272,6 +272,13 @@ def _exists(client: Any, name: str) -> bool:
             return False
         raise VectorStoreError(f"Chroma could not look up collection {name!r}: {e}") from e
     return True
+
+
+def _array(vectors: list[list[float]]) -> Any:
+    """Vectors as a numpy array: chromadb's HTTP client (a Chroma server) calls ``.tolist()`` on each one."""
+    import numpy  # a dependency of chromadb
+
+    return numpy.asarray(vectors, dtype=numpy.float32)
 
 
 def _open(client: Any, name: str, embedding_fn: EmbeddingFn | None, folder: str | None) -> Any:

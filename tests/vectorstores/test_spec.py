@@ -180,3 +180,44 @@ def test_from_config_file_interpolates_and_the_writable_flag_parses(tmp_path, mo
     assert spec.secrets() == ["qd-Sekr3tKey"] and "Sekr3t" not in repr(spec)
     (tmp_path / "none.yaml").write_text("top_k: 3\n")
     assert StoreSpec.from_config_file(tmp_path / "none.yaml") is None
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Any:
+    """A real Chroma server (`chroma run`, shipped with chromadb) on a free loopback port."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp_path / "srv"),
+                             "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "chroma run did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_chroma_server_by_url(chroma_server):
+    """The HTTP client path: writable creates over the wire, a read-only attach searches it."""
+    section = {"type": "chroma", "host": chroma_server, "collection": "kbase", "embedding": EMBEDDING}
+    with pytest.raises(VectorStoreError, match="writable: true"):
+        open_store(StoreSpec.from_mapping(section))
+    open_store(StoreSpec.from_mapping({**section, "writable": True})).add_documents(DOCS, METAS)
+    reader = open_store(StoreSpec.from_mapping(section))
+    assert reader.writable is False and reader.count() == 3
+    assert reader.search("Globex CEO", top_k=1, filters={"year": 2021})[0].content == DOCS[1]
