@@ -27,7 +27,7 @@ from deeprecall.engine.adaptive_limit import SubCallLimits
 from deeprecall.engine.evidence import supporting
 from deeprecall.engine.recursion import ChildQueries
 from deeprecall.engine.run import CANCELLED, QueryRun
-from deeprecall.engine.streams import AsyncEventStream, EventStream, QueryThread, wait_for_result
+from deeprecall.engine.streams import AsyncEventStream, EventStream, QueryThread, WithoutDeltas, wait_for_result
 from deeprecall.errors import ConfigError, DeepRecallError, ProviderError, QueryLimitExceeded, SandboxError, redact
 from deeprecall.events import AnswerEvent, EventSink
 from deeprecall.providers import ChatModel, assemble, build_chat_model
@@ -153,11 +153,14 @@ class DeepRecall:
         return EventStream(start)
 
     def astream(self, question: str, filters: dict[str, Any] | None = None, *, top_k: int | None = None,
-                backend: str | None = None, backend_kwargs: dict[str, Any] | None = None) -> AsyncEventStream:
+                backend: str | None = None, backend_kwargs: dict[str, Any] | None = None,
+                deltas: bool = True) -> AsyncEventStream:
         """``async for event in engine.astream(...)``: ``stream()`` for asyncio. Cancelling the consuming
-        task or leaving the loop cancels the query. Call it from a running event loop."""
+        task or leaving the loop cancels the query. Call it from a running event loop. ``deltas=False``:
+        this consumer needs no ``model_delta`` events (the server shows steps, not tokens), so unless
+        another subscriber wants them the model is called without streaming."""
         def start(sink: EventSink, done: Callable[[QueryThread], None]) -> QueryThread:
-            run = self._prepare(question, filters, top_k, backend, backend_kwargs, [sink])
+            run = self._prepare(question, filters, top_k, backend, backend_kwargs, [sink if deltas else WithoutDeltas(sink)])
             return QueryThread(run, self._execute, done).start()
 
         return AsyncEventStream(start)

@@ -60,6 +60,18 @@ class QueryThread:
         self.run.cancel()
 
 
+class WithoutDeltas:
+    """A sink that needs no ``model_delta`` events (``wants_deltas = False``), passing every event it gets on."""
+
+    wants_deltas = False
+
+    def __init__(self, sink: Callable[[Any], None]) -> None:
+        self.sink = sink
+
+    def __call__(self, event: Any) -> None:
+        self.sink(event)
+
+
 class EventStream(Iterator[Any]):
     """What ``engine.stream()`` returns: iterate it for the query's events, in order, the
     ``AnswerEvent`` last. ``close()`` (or leaving a ``with`` block, or dropping it) before the end

@@ -106,3 +106,19 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 4096)
     except OSError:  # the child closed the terminal
         return b""
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic", "llama-cpp", "ollama"])
+@pytest.mark.parametrize("sandbox", ["local", "docker", "e2b"])
+def test_every_offered_backend_and_sandbox_loads(backend, sandbox, tmp_path):
+    path = tmp_path / "deeprecall.yaml"
+    argv = ["init", "--path", str(path), "--backend", backend, "--sandbox", sandbox, "--yes"]
+    assert main([*argv, *(["--model", "qwen2.5:7b"] if backend == "ollama" else [])]) == 0
+    config = DeepRecallConfig.from_file(path)
+    assert (config.backend, config.environment) == (backend, sandbox) and config.backend_kwargs["model_name"]
+    assert "api_key:" not in path.read_text().replace("# api_key:", "")  # a key is never written, only ${VAR}
+
+
+def test_a_backend_without_a_default_model_needs_one(tmp_path, capsys):
+    assert main(["init", "--path", str(tmp_path / "d.yaml"), "--backend", "ollama", "--yes"]) == 2
+    assert "--model is required" in capsys.readouterr().err

@@ -153,3 +153,17 @@ def test_bad_store_flags_are_config_errors(tmp_path):
         _spec("--store", "qdrant", "--store-option", "oops")
     with pytest.raises(ConfigError, match="does not take"):
         _spec("--store", "qdrant", "--store-option", "table_name=x")
+
+
+def test_an_unreachable_server_is_one_line_without_the_key(tmp_path, monkeypatch, capsys):
+    from deeprecall.interfaces.cli import main
+
+    secret = "qd-" + uuid.uuid4().hex
+    monkeypatch.setenv("QDRANT_KEY_FOR_TEST", secret)
+    cfg = tmp_path / "deeprecall.yaml"
+    cfg.write_text("store: {type: qdrant, url: 'http://127.0.0.1:9', api_key: '${QDRANT_KEY_FOR_TEST}', "
+                   "collection: kb, writable: true, embedding: hashing}\n")
+    assert main(["ingest", str(_docs(tmp_path)), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deeprecall: QdrantStore('kb')") and "failed" in err and err.count("\n") == 1
+    assert secret not in err

@@ -221,3 +221,11 @@ def test_chroma_server_by_url(chroma_server):
     reader = open_store(StoreSpec.from_mapping(section))
     assert reader.writable is False and reader.count() == 3
     assert reader.search("Globex CEO", top_k=1, filters={"year": 2021})[0].content == DOCS[1]
+
+
+def test_a_spec_pickles_for_workers_that_open_it_themselves():
+    """Batch runs on Ray ship the spec to each actor, which opens the store there."""
+    import pickle
+
+    spec = StoreSpec.from_mapping({"type": "lancedb", "uri": "/data/lance", "table": "kb", "writable": True})
+    assert pickle.loads(pickle.dumps(spec)) == spec
