@@ -112,7 +112,7 @@ class Chat:
             self._release(key, None, lookup.hit)  # a hit spends nothing
             return self._cached(lookup.hit, model, asked.stream, asked.include_usage)
         try:
-            stream = self.engine.astream(asked.question, filters, top_k=asked.top_k)
+            stream = self.engine.astream(asked.question, filters, top_k=asked.top_k, deltas=False)  # steps, not tokens
         except ConfigError as e:  # top_k out of range, a closed engine
             self._release(key, None, None)
             return error_response(400, str(e), "invalid_request_error", "invalid_request")

@@ -150,3 +150,19 @@ def test_async_errors_reach_the_awaiting_task(llm, make_engine):
 
     with pytest.raises(RuntimeError, match="store down"):
         asyncio.run(consume())
+
+
+def test_astream_without_deltas_calls_the_model_plainly(llm, make_engine):
+    """``deltas=False`` (the server shows steps, not tokens): no model_delta events, no streamed model call;
+    the default streams the root model's replies."""
+    server = llm({ROOT: by_turn(SEARCH, answer_for), SUB: lambda r: "summed"})
+    engine = make_engine(server)
+
+    async def types(deltas: bool) -> list[str]:
+        return [e.type async for e in engine.astream("What about tag-5?", deltas=deltas)]
+
+    plain = asyncio.run(types(False))
+    assert "model_delta" not in plain and plain[-1] == "answer" and not any(r.stream for r in server.requests)
+    streamed = asyncio.run(types(True))
+    assert "model_delta" in streamed and [t for t in streamed if t != "model_delta"] == plain
+    assert any(r.stream for r in server.calls_for(ROOT))

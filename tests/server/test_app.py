@@ -48,7 +48,8 @@ def test_openai_sdk_whole_answer_with_sources_and_usage(llm):
 
 
 def test_openai_sdk_stream_live_role_steps_answer_finish_usage(llm):
-    with Served(llm(scripts())) as served:
+    server = llm(scripts())
+    with Served(server) as served:
         client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=ACME_KEY, max_retries=0)
         chunks = list(client.chat.completions.create(model="deeprecall", stream=True,
                                                      stream_options={"include_usage": True},
@@ -62,6 +63,7 @@ def test_openai_sdk_stream_live_role_steps_answer_finish_usage(llm):
     assert last.choices[0].finish_reason == "stop" and last.model_extra["deeprecall"]["sources"][0]["metadata"]["tenant"] == "acme"
     assert usage.choices == [] and usage.usage is not None and usage.usage.total_tokens > 0
     assert len({c.id for c in chunks}) == 1
+    assert not any(r.stream for r in server.requests)  # steps are streamed, not tokens: plain model calls
 
 
 def test_curl_streams_sse_ending_with_done_and_httpx_lists_models(llm):
