@@ -87,6 +87,8 @@ class AnswersFile:
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         with self._lock:
+            if self._file.closed:  # a query cancelled by Ctrl-C finishing after the run ended: asked again next run
+                return
             self._file.write(line)
             self._file.flush()
             os.fsync(self._file.fileno())

@@ -59,6 +59,7 @@ def plan_batch(questions_path: str | Path, answers: AnswersFile, *, on_error: On
     plan = BatchPlan(todo=[q for q in questions if q.key not in done], problems=problems, on_error=on_error)
     plan.summary.total = len(questions) + len(problems)
     plan.summary.skipped = len(questions) - len(plan.todo)
+    plan.summary.todo = len(plan.todo)
     plan.summary.bad_lines.update(p.cause for p in problems)
     return plan
 
@@ -119,7 +120,6 @@ def answer_in_threads(engine: DeepRecall, plan: BatchPlan, answers: AnswersFile,
         plan.stopped = plan.stopped or ("interrupted" if any(t.is_alive() for t in threads) else None)
         meter.close()
         plan.summary.wall_seconds = time.monotonic() - started
-        plan.summary.not_run = len(plan.todo) - plan.summary.answered
     return plan.summary
 
 

@@ -16,7 +16,7 @@ class BatchSummary:
     total: int = 0
     skipped: int = 0
     answered: int = 0
-    not_run: int = 0  # left unasked because --on-error stop stopped the run
+    todo: int = 0  # lines this run was to answer: total less bad lines and skipped ids
     errors: Counter[str] = field(default_factory=Counter)
     bad_lines: Counter[str] = field(default_factory=Counter)
     tokens: int = 0
@@ -33,6 +33,11 @@ class BatchSummary:
         if usage.get("cost_usd") is not None:
             self.cost_usd = (self.cost_usd or 0.0) + float(usage["cost_usd"])
         self.seconds.append(float(record.get("seconds") or 0.0))
+
+    @property
+    def not_run(self) -> int:
+        """Questions left unanswered: --on-error stop, or Ctrl-C, ended the run first."""
+        return max(0, self.todo - self.answered)
 
     @property
     def failed(self) -> int:

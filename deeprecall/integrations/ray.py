@@ -132,7 +132,6 @@ def answer_on_ray(plan: BatchPlan, answers: AnswersFile, *, store: Callable[[], 
     finally:
         meter.close()
         plan.summary.wall_seconds = time.monotonic() - started
-        plan.summary.not_run = len(plan.todo) - plan.summary.answered
 
 
 

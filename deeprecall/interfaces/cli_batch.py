@@ -55,10 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_iterations:
         settings["max_iterations"] = args.max_iterations
     answers = AnswersFile(args.out)
+    interrupted = False
     try:
         plan = plan_batch(args.questions, answers, on_error=args.on_error)  # every line checked before any model call
         if plan.todo:
-            _answer(args, plan, answers, settings)
+            try:
+                _answer(args, plan, answers, settings)
+            except KeyboardInterrupt:  # the queries in flight are cancelled; what was written stays
+                interrupted, plan.stopped = True, "interrupted"
     finally:
         answers.close()
     for line in plan.summary.lines():
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"deeprecall batch: stopped early ({plan.stopped}); re-run the same command to go on", file=sys.stderr)
     if args.json_summary:
         print(json.dumps(plan.summary.to_dict()))
-    return 1 if plan.stopped or plan.summary.failed else 0
+    return 130 if interrupted else 1 if plan.stopped or plan.summary.failed else 0
 
 
 def _answer(args: argparse.Namespace, plan: Any, answers: Any, settings: dict[str, Any]) -> None:

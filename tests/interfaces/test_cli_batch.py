@@ -178,3 +178,26 @@ def test_on_error_stop_ends_at_a_failed_question_and_a_rerun_retries_it(tmp_path
     assert sorted(set(asked(server.requests[before:]))) == ["q2", "q3", "q4", "q5", "q6", "q7"]
     newest = {r["id"]: r for r in records(cwd / "a.jsonl")}  # the newer line for q2 supersedes the failed one
     assert len(newest) == 8 and all(r["error"] is None for r in newest.values())
+
+
+def test_ctrl_c_stops_at_once_with_the_summary_and_the_rerun_goes_on(tmp_path, llm, store_dir):
+    cwd = workdir(tmp_path, store_dir, questions(30))
+    server = llm({"root-model": by_turn(ANSWER)}, latency=0.3)
+    proc = subprocess.Popen(batch(server, "--concurrency", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=clean_env(), cwd=cwd)
+    out = cwd / "a.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.monotonic() - interrupted < 5
+    assert "stopped early (interrupted)" in stderr and "not run" in stderr and "Traceback" not in stderr
+    kept = {r["id"] for r in records(out) if r["error"] is None}
+    assert 4 <= len(kept) < 30
+    again = subprocess.run(batch(server, "--concurrency", "4"), capture_output=True, text=True, env=clean_env(),
+                           cwd=cwd, timeout=120)
+    assert again.returncode == 0, again.stderr
+    newest = {r["id"]: r for r in records(out)}
+    assert len(newest) == 30 and all(r["error"] is None for r in newest.values())
