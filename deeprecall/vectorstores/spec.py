@@ -46,7 +46,8 @@ ALIASES = {"table": "collection", "index_name": "collection", "kind": "type"}
 SECRET_KEYS = ("api_key", "token", "password")
 _MISSING = re.compile(r"has no (collection|table)|not a DeepRecall FAISS folder")
 _MISSING_HINT = re.compile(r"; pass create=True to make one")
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)(\S+)(@)")  # to the last @: a password may hold one
+_KEYWORD_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)([^\s'\"]+)()")  # libpq's "host=h password=p" form
 
 
 @dataclass(frozen=True, repr=False)
@@ -91,7 +92,7 @@ class StoreSpec:
         found = [str(v) for k, v in self.options.items() if k in SECRET_KEYS and v]
         for value in self.options.values():
             if isinstance(value, str):
-                found += [m.group(2) for m in _URL_PASSWORD.finditer(value)]
+                found += [m.group(2) for p in (_URL_PASSWORD, _KEYWORD_PASSWORD) for m in p.finditer(value)]
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -134,7 +135,7 @@ def open_store(spec: StoreSpec, *, embedding_fn: Any = None) -> Any:
                                                          "in the store section, or pass --writable, to create it)")
         if not secrets and message == str(e):
             raise
-        raise _same_kind(e, redact(message, secrets)) from None
+        raise _same_kind(e, redact(message, secrets)) from (None if secrets else e)
     except Exception as e:  # a vendor client that failed outside its adapter's mapping
         raise VectorStoreError(redact(f"opening the {spec.label()}: {type(e).__name__}: {e}", secrets)) from None
     store.writable = spec.writable
@@ -163,7 +164,9 @@ def url_password(value: str) -> str | None:
 
 
 def _hide_password(value: Any) -> Any:
-    return _URL_PASSWORD.sub(r"\1***\3", value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return _KEYWORD_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", value))
 
 
 # -- one opener per kind: the adapter's own constructor, create only when writable ------------------------------

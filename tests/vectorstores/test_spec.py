@@ -138,6 +138,9 @@ def test_faiss_index_and_docstore_files_attach_read_only(tmp_path):
 def test_secrets_never_in_repr_or_errors(pg_dsn):
     spec = StoreSpec.from_mapping({"type": "qdrant", "url": "http://localhost:6333", "api_key": "qd-Sekr3tKey"})
     assert "Sekr3t" not in repr(spec) and "Sekr3t" not in str(spec.redacted())
+    for dsn in ("host=db user=app password=Sekr3tPass dbname=x", "postgresql://app:Sekr3t@Pass@db/x"):
+        keyword = StoreSpec.from_mapping({"type": "pgvector", "dsn": dsn})
+        assert "Sekr3t" not in repr(keyword) and "Pass" not in repr(keyword) and keyword.secrets()
     dsn = pg_dsn.replace("postgres@", "postgres:Sekr3tPass@")
     spec = StoreSpec.from_mapping({"type": "pgvector", "dsn": dsn, "embedding": EMBEDDING})
     assert "Sekr3t" not in repr(spec) and "postgres:***@" in repr(spec)
