@@ -105,13 +105,17 @@ def _question(trace: Trace) -> str:
 def _header(trace: Trace) -> str:
     meta, ours = trace.metadata, trace.ours
     facts = [meta.get("root_model"), meta.get("backend"), meta.get("environment_type"), ours.get("data_source"),
-             meta.get("timestamp"), ours.get("query_id") and f"query {ours['query_id']}"]
+             meta.get("timestamp"), ours.get("query_id") and f"query {ours['query_id']}",
+             ours.get("parent_query_id") and f"child query (depth {ours.get('depth')}) of query {ours['parent_query_id']}"]
+    children = (trace.result or {}).get("children") or []  # rlm_query's child queries: each in its own file
     totals = _totals(trace)
     stats = "".join(f'<span data-stat="{k}"><b>{_e(v)}</b> {_e(k.replace("_", " "))}</span>' for k, v in totals.items())
     filters = ours.get("filters")
     return (f'<h1 id="question">{_e(_question(trace) or "(no question recorded)")}</h1>'
             f'<div class="meta">{" · ".join(_e(f) for f in facts if f)}</div>'
             + (f'<div class="meta">filters: <code>{_e(_json(filters))}</code></div>' if filters else "")
+            + (f'<div class="meta" id="children">child queries (each in its own trace file): '
+               f'{_e(", ".join(str(c) for c in children))}</div>' if children else "")
             + f'<div class="stats" id="stats">{stats}</div>'
             '<div class="meta" id="dom-counts"></div>'
             '<div><button id="expand" type="button">expand all</button>'

@@ -87,6 +87,19 @@ def test_a_limit_shows_the_reason_and_the_partial_answer(tmp_path: Path) -> None
     assert 'class="note"><b>limit</b> max_search_calls' in html
 
 
+def test_a_child_query_names_its_parent_and_a_parent_its_children(tmp_path: Path) -> None:
+    from deeprecall.results import QueryResult
+
+    child = sample_events()
+    child[0] = child[0].model_copy(update={"parent_query_id": "p" * 32, "depth": 2})
+    html = page_of(tmp_path / "child", child).read_text()
+    assert f"child query (depth 2) of query {'p' * 32}" in html and 'id="children"' not in html
+    parent = sample_events()
+    parent[-1].result.children.append(QueryResult(question="sub-task", answer="x", query_id="c" * 32))
+    html = page_of(tmp_path / "parent", parent).read_text()
+    assert f"each in its own trace file): {'c' * 32}</div>" in html and "child query (depth" not in html
+
+
 # -- the page in Chromium ---------------------------------------------------------------------------------------------
 def test_a_missing_browser_skips_loudly_or_fails_when_required(monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.observability.browser import REQUIRE_ENV, require_chromium
