@@ -12,6 +12,7 @@ processes behind one port use replicas with shared counters (docs/server.md).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -63,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
 
     engine = DeepRecall(vectorstore=store, **values)
     app = create_app(engine, settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None)
+    try:  # the app's lifespan closes the engine; a forced exit (a second Ctrl-C) skips it, hence finally
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                    timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds))
+    finally:
+        engine.close()
     return 0
 
 

@@ -173,11 +173,13 @@ class Chat:
     async def _whole(self, stream: Any, key: ApiKeySettings, model: str, receive: Receive) -> Response:
         """Run the query to its end; a client that hangs up first cancels it."""
         answer: Any = None
+        left = False
         consume = asyncio.ensure_future(_last_event(stream))
         hangup = asyncio.ensure_future(_disconnected(receive))
         try:
             done, _ = await asyncio.wait({consume, hangup}, timeout=self.settings.query_timeout_seconds,
                                          return_when=asyncio.FIRST_COMPLETED)
+            left = hangup in done and consume not in done
             if consume in done:
                 answer = consume.result()
         except Exception as e:
@@ -188,6 +190,9 @@ class Chat:
             for task in (consume, hangup):
                 task.cancel()
             self._release(key, stream.query_id, answer)
+        if left:  # nobody will read this; nginx's 499 keeps /metrics honest
+            return error_response(499, "the client closed the request; its query was cancelled",
+                                  "invalid_request_error", "client_closed_request")
         if answer is None:
             return error_response(504, f"the query did not finish within {self.settings.query_timeout_seconds:g} s "
                                   "and was cancelled", "server_error", "query_timeout")

@@ -60,6 +60,8 @@ def test_a_client_hanging_up_on_a_whole_answer_cancels_its_query(llm):
         wait_until(lambda: not group_alive(worker), 2.0, "the query's worker killed after the client left")
         time.sleep(3.5)
         assert len(server.requests) == 1
+        metrics = httpx.get(f"{served.url}/metrics").text  # counted as the client's doing (499), not a timeout
+        assert 'route="/v1/chat/completions",status="499"} 1' in metrics and 'status="504"' not in metrics
 
 
 def test_limits_refuse_with_429_and_free_their_slot(llm):
