@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from deeprecall.embeddings import HashingEmbedding
 from deeprecall.integrations.ray import DeepRecallAnswerer
 from deeprecall.testing.scripted_server import by_turn
 from deeprecall.vectorstores.chroma import ChromaStore
+from deeprecall.vectorstores.spec import StoreSpec, open_store
+from tests import skip_guard
 from tests.conftest import DOCS
 from tests.engine.test_query import repl
 from tests.interfaces.test_cli import CLI, clean_env
@@ -95,3 +99,26 @@ def test_cli_batch_on_a_ray_cluster_address(local_ray, tmp_path, llm):
     assert all(r["error"] is None and r["usage"]["root_calls"] == 1 for r in written.values())
     summary = json.loads(proc.stdout)  # stdout is the summary alone: Ray's own output stays off it
     assert summary["answered"] == 7 and summary["errors"] == {}
+
+
+def test_a_server_store_is_reached_from_every_actor(local_ray, llm):
+    """pgvector (the running PostgreSQL): the actors get a StoreSpec, not a folder, and open it themselves."""
+    dsn = os.environ.get("DEEPRECALL_TEST_PG_DSN")
+    if not dsn:
+        (pytest.fail if skip_guard.required() else pytest.skip)("DEEPRECALL_TEST_PG_DSN is not set "
+                                                                '(eval "$(bash scripts/services.sh env)")')
+    section = {"type": "pgvector", "dsn": dsn, "collection": f"ray_{uuid.uuid4().hex[:8]}", "embedding": "hashing"}
+    made = open_store(StoreSpec.from_mapping({**section, "writable": True}))
+    try:
+        made.add_documents([d for d, _ in DOCS], [m for _, m in DOCS], ids=[f"doc{i}" for i in range(len(DOCS))])
+        server = llm({"root-model": by_turn(TENANTS)}, latency=0.1)
+        rows = [{"id": i, "question": f"Acme or Globex {i}?", "filters": json.dumps(FILTERS[i % 4]) if i % 4 else ""}
+                for i in range(8)]
+        answered = local_ray.data.from_items(rows).map_batches(
+            DeepRecallAnswerer, compute=local_ray.data.ActorPoolStrategy(size=2), batch_size=2, num_cpus=0.5,
+            fn_constructor_kwargs={"store": functools.partial(open_store, StoreSpec.from_mapping(section)),
+                                   "settings": settings(server.base_url), "concurrency": 2}).take_all()
+        assert {row["id"]: row["answer"] for row in answered} == {i: TENANTS_FOUND[i % 4] for i in range(8)}
+    finally:
+        made._exec(f"DROP TABLE IF EXISTS {made.name}")
+        made.close()
