@@ -8,6 +8,7 @@
                                                  unless writable: true / --writable): see cli_store
     deeprecall providers | doctor                what this machine can reach and run
     deeprecall trace view FILE                   a query's trace file (--trace-dir) as one HTML page
+    deeprecall batch Q.jsonl --out A.jsonl       answer a questions file, resumable (--ray: on Ray)
 
 Errors print one line and exit 2; a user never sees a traceback for a
 configuration problem.
