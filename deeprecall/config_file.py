@@ -85,6 +85,14 @@ def _parse(file: Path) -> Any:
         raise ConfigError(f"{file.name}: not valid YAML: {e}") from None
 
 
+def interpolate_flag(value: str, flag: str, key: str = "") -> Any:
+    """``${VAR}`` in a command-line value, by the file's rules (``key`` names a secret that stays a string).
+
+    Why: a secret written as ``'${QDRANT_API_KEY}'`` (quoted, so the shell leaves it) is read here, and never
+    shows in the process list as the shell-expanded value would."""
+    return _interpolate(value, flag, key or flag)
+
+
 def _interpolate(value: Any, fname: str, where: str) -> Any:
     if isinstance(value, dict):
         return {k: _interpolate(v, fname, f"{where}.{k}" if where else str(k)) for k, v in value.items()}

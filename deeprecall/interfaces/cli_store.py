@@ -2,8 +2,10 @@
 
 Flags win over the file: ``--store`` names the kind (the file's section is kept when it names the same kind,
 so ``--collection other`` can reuse its connection), ``--store-url``, ``--collection``, ``--persist-dir`` and
-``--store-option KEY=VALUE`` set single keys, ``--writable`` allows writes. With neither flags nor a section the
-store is DeepRecall's own embedded Chroma folder ``./.deeprecall``, writable, as it always was.
+``--store-option KEY=VALUE`` set single keys, ``--writable`` allows writes. ``${VAR}`` in ``--store-url`` and
+``--store-option`` is read from the environment, so a secret can be passed as
+``--store-option 'api_key=${QDRANT_API_KEY}'`` without showing in the process list. With neither flags nor a
+section the store is DeepRecall's own embedded Chroma folder ``./.deeprecall``, writable, as it always was.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 from typing import Any
 
+from deeprecall.config_file import interpolate_flag
 from deeprecall.errors import ConfigError
 from deeprecall.vectorstores.spec import KINDS, URL_KEY, StoreSpec
 
@@ -49,7 +52,7 @@ def store_spec(args: argparse.Namespace) -> StoreSpec:
         key, value = _key_value(option)
         values[key] = value
     if args.store_url:
-        values[URL_KEY.get(kind, "url")] = args.store_url
+        values[URL_KEY.get(kind, "url")] = interpolate_flag(args.store_url, "--store-url")
     if args.persist_dir:
         if kind not in PATH_KEY:
             raise ConfigError(f"--persist-dir is for embedded stores ({', '.join(PATH_KEY)}); use --store-url for {kind}")
@@ -76,6 +79,8 @@ def _key_value(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"--store-option takes KEY=VALUE; got {text!r}")
+    if "$" in value:
+        return key, interpolate_flag(value, "--store-option", key)
     try:
         return key, json.loads(value)
     except ValueError:

@@ -167,3 +167,18 @@ def test_an_unreachable_server_is_one_line_without_the_key(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert err.startswith("deeprecall: QdrantStore('kb')") and "failed" in err and err.count("\n") == 1
     assert secret not in err
+
+
+def test_flags_read_secrets_from_the_environment(monkeypatch):
+    """'${VAR}' (quoted for the shell) keeps a secret out of the process list; DeepRecall reads it."""
+    from deeprecall.errors import ConfigError
+
+    monkeypatch.setenv("QDRANT_KEY_FOR_TEST", "12345678")
+    monkeypatch.setenv("QDRANT_PORT_FOR_TEST", "6334")
+    spec = store_spec(build_parser().parse_args([
+        "ingest", "docs", "--store", "qdrant", "--store-url", "http://q:${QDRANT_PORT_FOR_TEST}",
+        "--store-option", "api_key=${QDRANT_KEY_FOR_TEST}"]))
+    assert spec.options == {"url": "http://q:6334", "api_key": "12345678"}  # a key stays a string
+    monkeypatch.delenv("QDRANT_KEY_FOR_TEST")
+    with pytest.raises(ConfigError, match=r"--store-option: api_key uses \$\{QDRANT_KEY_FOR_TEST\}"):
+        _spec("--store", "qdrant", "--store-option", "api_key=${QDRANT_KEY_FOR_TEST}")
