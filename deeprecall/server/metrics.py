@@ -1,7 +1,9 @@
 """``GET /metrics``: the server's Prometheus text exposition (format 0.0.4), from the one event stream.
 
 ``QueryMetrics`` is an engine-wide subscriber (``wants_deltas = False``: alone it never makes a model
-stream). Everything about queries is read from their events, never measured a second way:
+stream). Everything about queries is read from their events, never measured a second way. Queries are
+the requests' (top) queries: a child query's (``rlm_query`` at ``max_depth > 1``) usage is already in its
+top query's, so only its model calls and searches are counted, as calls:
 
     deeprecall_queries_in_flight                          gauge      query_started .. answer
     deeprecall_queries_total{outcome}                     counter    answer: ok, or the error that ended it
@@ -128,10 +130,11 @@ class QueryMetrics:
 
     def __call__(self, event: Any) -> None:
         kind = event.type
+        child = getattr(event, "parent_query_id", None) is not None  # a child query (rlm_query, max_depth > 1)
         with self._lock:
-            if kind == "query_started":
+            if kind == "query_started" and not child:
                 self.in_flight.add(1.0)
-            elif kind == "answer":
+            elif kind == "answer" and not child:  # a child's tokens and cost are in its top query's usage
                 self._answered(event)
             elif kind == "model_turn":
                 self.calls.observe(float(event.seconds), model=event.model, role="root")

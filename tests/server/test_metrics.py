@@ -84,3 +84,29 @@ def test_get_metrics_on_the_server_counts_queries_and_refusals_by_status(llm: An
     assert got[("deeprecall_queries_total", (("outcome", "ok"),))] == 1
     assert got[("deeprecall_tokens_total", (("direction", "output"), ("model", ROOT), ("role", "root")))] > 0
     assert ("deeprecall_sandbox_workers", (("state", "idle"),)) in got
+
+
+def test_a_child_query_is_not_counted_twice() -> None:
+    """rlm_query at max_depth 2 runs a child query whose usage is inside its parent's: one query, its tokens
+    once, but every model call (the child's too) in the call histogram."""
+    def reply(messages: list[dict[str, Any]]) -> str:
+        text = " ".join(str(m["content"]) for m in messages)
+        if "top question" not in text:
+            return "FINAL(child answer)"
+        if any(m["role"] == "assistant" for m in messages):
+            return "FINAL(done)"
+        return "```repl\nprint(rlm_query('child question'))\n```"
+
+    model = FunctionChatModel(reply, model_name="fn-root")
+    with DeepRecall(make_store(), chat_model=model, max_depth=2, environment_kwargs={"pool_size": 2}) as engine:
+        metrics = QueryMetrics()
+        engine.subscribe(metrics)
+        events: list[Any] = []
+        result = engine.query("top question", on_event=events.append)
+        got = samples(metrics.render())
+    assert result.answer == "done" and any(getattr(e, "parent_query_id", None) for e in events)
+    assert got[("deeprecall_queries_total", (("outcome", "ok"),))] == 1
+    assert got[("deeprecall_queries_in_flight", ())] == 0
+    tokens = sum(u.input_tokens for u in result.usage.root.values())
+    assert got[("deeprecall_tokens_total", (("direction", "input"), ("model", "fn-root"), ("role", "root")))] == tokens
+    assert got[("deeprecall_model_call_seconds_count", (("model", "fn-root"), ("role", "root")))] == 3  # 2 top + 1 child
