@@ -25,11 +25,13 @@ def add_store_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", choices=KINDS, help="store kind (default: the config's store section, else the "
                                                        "embedded Chroma folder --persist-dir)")
     parser.add_argument("--store-url", help="where the store is: Qdrant/Chroma server URL, PostgreSQL DSN, Milvus "
-                                            "URI, LanceDB folder, Pinecone host")
+                                            "URI, LanceDB or FAISS folder, Pinecone host; ${VAR} is read from the "
+                                            "environment")
     parser.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
                         help="any key of the store section, e.g. text_field=page_content (see docs/configuration.md)")
     parser.add_argument("--writable", action="store_true",
-                        help="allow writes (ingest) and create a missing collection; stores are read-only otherwise")
+                        help="allow writes (ingest) and create a missing collection; a store named by --store or the "
+                             "config is read-only otherwise (the default ./.deeprecall folder is writable)")
     parser.add_argument("--persist-dir", default=None, help="embedded store folder (default ./.deeprecall)")
     parser.add_argument("--collection", default=None, help="collection, table or index name (default deeprecall)")
     parser.add_argument("--embedding", default=None,
