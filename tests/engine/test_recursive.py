@@ -167,6 +167,20 @@ def test_the_trees_tokens_and_cost_count_a_childs_calls(llm, make_engine, limit)
     assert "refused:" in result.steps[0].output and limit in result.steps[0].output
 
 
+def test_a_tree_limit_tripped_in_a_batch_ends_every_child_and_the_parent(llm, make_engine):
+    parent = repl('answer["content"] = "draft"\n'
+                  f'try:\n    rlm_query_batched(["{CHILD_MARK} a", "{CHILD_MARK} b", "{CHILD_MARK} c"])\n'
+                  'except ToolError as e:\n    print("refused:", e)')
+    child_never_answers = lambda r: repl(f"n = {len(r.messages)}\nprint(n)")  # noqa: E731 - new code each turn
+    server = llm({ROOT: lambda r: child_never_answers(r) if is_child(r) else parent})
+    result = make_engine(server, max_depth=2, max_llm_calls=5, max_iterations=10).query("q")
+
+    assert result.error == "max_llm_calls" and result.answer == "draft"
+    assert "refused:" in result.steps[0].output and "max_llm_calls" in result.steps[0].output
+    assert len(result.children) == 3 and {c.error for c in result.children} == {"max_llm_calls"}
+    assert len(server.calls_for(ROOT)) == 5 == result.usage.root_calls
+
+
 def test_a_child_cannot_search_past_the_trees_max_search_calls(llm, make_engine):
     parent = repl('answer["content"] = "draft"\nsearch_db("Acme")\nsearch_db("Lyon")\n'
                   f'try:\n    rlm_query("{CHILD_MARK} search a lot")\nexcept ToolError as e:\n    print("refused:", e)')
