@@ -75,6 +75,7 @@ class DeepRecallAnswerer:
     def __del__(self) -> None:  # an actor that ends kills its sandbox workers and closes its clients
         engine = getattr(self, "engine", None)
         if engine is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
             engine.close()
 
 
