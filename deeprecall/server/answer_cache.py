@@ -91,9 +91,9 @@ class RedisAnswerCache:
     """Entries in Redis (``SET key value EX ttl``), shared by every replica that points at it."""
 
     def __init__(self, url: str, *, prefix: str = "deeprecall") -> None:
-        from deeprecall.server.redis_limits import _redis_asyncio
+        from deeprecall.server.redis_limits import redis_client
 
-        self._client = _redis_asyncio().from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._client = redis_client(url)
         self._prefix = f"{prefix}:answer:"
 
     def __repr__(self) -> str:

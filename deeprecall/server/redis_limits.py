@@ -29,7 +29,7 @@ import logging
 import uuid
 from typing import Any
 
-from deeprecall.errors import DeepRecallError, MissingDependencyError
+from deeprecall.errors import ConfigError, DeepRecallError, MissingDependencyError
 from deeprecall.server.limits import Counters, InProcessCounters, KeyLimits, LimitExceeded
 
 log = logging.getLogger("deeprecall.server")
@@ -100,6 +100,15 @@ class CountersUnavailable(DeepRecallError):
     """The shared counters (Redis) cannot be reached; the request is refused (503), not admitted unchecked."""
 
 
+def redis_client(url: str) -> Any:
+    """An asyncio Redis client for ``server.redis_url``; a URL of the wrong shape is a ``ConfigError``
+    (never quoted: it may hold a password)."""
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("server.redis_url must be a redis://, rediss:// or unix:// URL, "
+                          "e.g. redis://127.0.0.1:6379/0 (or redis://:PASSWORD@host:6379/0)")
+    return _redis_asyncio().from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+
+
 def _redis_asyncio() -> Any:
     try:
         import redis.asyncio as redis_asyncio
@@ -123,7 +132,7 @@ class RedisCounters:
     """The ``Counters`` Protocol on a Redis server shared by several processes (see the module doc)."""
 
     def __init__(self, url: str, *, prefix: str = "deeprecall", slot_ttl: float = SLOT_TTL_SECONDS) -> None:
-        self._client = _redis_asyncio().from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._client = redis_client(url)
         self._prefix = prefix
         self._ttl_ms = max(int(slot_ttl * 1000), 100)
         self._acquire = self._client.register_script(_ACQUIRE)

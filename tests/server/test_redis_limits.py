@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from deeprecall.errors import ConfigError
 from deeprecall.server.limits import Counters, InProcessCounters, KeyLimits, LimitExceeded
 from deeprecall.server.redis_limits import CountersUnavailable, RedisCounters, build_counters
 from tests.server.redis_service import fresh_prefix, require_redis_url
@@ -188,6 +189,9 @@ def test_build_counters_picks_redis_only_when_a_url_is_configured() -> None:
     assert isinstance(build_counters(None), InProcessCounters)
     shared = build_counters("redis://:hunter2secret@127.0.0.1:9/0")
     assert isinstance(shared, RedisCounters) and "hunter2secret" not in repr(shared)
+    with pytest.raises(ConfigError, match=r"server\.redis_url must be a redis://") as bad:
+        build_counters("hunter2secret@127.0.0.1:6379")
+    assert "hunter2secret" not in str(bad.value)
 
 
 def test_two_server_replicas_on_one_redis_share_a_keys_rate_limit_and_cost_cap(llm: Any) -> None:
