@@ -199,23 +199,33 @@ class Chat:
         return JSONResponse(wire.completion(answer, model))
 
     async def _chunks(self, stream: Any, key: ApiKeySettings, model: str, include_usage: bool) -> AsyncIterator[bytes]:
-        """The SSE body: the role, each step as reasoning, the answer, the last chunk, usage, ``[DONE]``."""
+        """The SSE body: the role, each step as reasoning, the answer, the last chunk, usage, ``[DONE]``.
+        A step can take minutes (a long cell); an SSE comment every ``heartbeat_seconds`` of silence keeps
+        proxies from closing the connection as idle (clients skip comments)."""
         writer = wire.ChunkWriter(stream.query_id, model)
         answer: Any = None
         deadline = time.monotonic() + self.settings.query_timeout_seconds
+        waiting: asyncio.Future[Any] | None = None
         try:
             yield sse(writer.role())
             while True:
-                try:
-                    event = await asyncio.wait_for(stream.__anext__(), max(deadline - time.monotonic(), 0.001))
-                except StopAsyncIteration:
-                    break
-                except asyncio.TimeoutError:
+                waiting = waiting or asyncio.ensure_future(stream.__anext__())
+                left = deadline - time.monotonic()
+                await asyncio.wait({waiting}, timeout=max(min(left, self.settings.heartbeat_seconds), 0.0))
+                if not waiting.done():
+                    if left > self.settings.heartbeat_seconds:
+                        yield b": keep-alive\n\n"
+                        continue
                     await stream.aclose()
                     yield sse(writer.chunk({}, "length", deeprecall={
                         "query_id": stream.query_id, "error": "query_timeout",
                         "error_message": f"the query did not finish within {self.settings.query_timeout_seconds:g} s"}))
                     break
+                try:
+                    event = waiting.result()
+                except StopAsyncIteration:
+                    break
+                waiting = None
                 if event.type == "answer":
                     answer = event
                     for chunk in writer.answer(event):
@@ -229,6 +239,8 @@ class Chat:
             log.error("query %s failed: %s", stream.query_id, type(e).__name__)
             yield b"data: [DONE]\n\n"
         finally:
+            if waiting is not None:
+                waiting.cancel()
             await stream.aclose()
             self._release(key, stream.query_id, answer)
 

@@ -15,6 +15,7 @@
       body_timeout_seconds: 10            # a body not fully received by then (a slow client): 408
       query_timeout_seconds: 300          # a query still running then is cancelled (504, or the stream ends)
       shutdown_grace_seconds: 30          # on SIGTERM, in-flight queries get this long, then are cancelled
+      heartbeat_seconds: 15               # a stream silent this long gets an SSE comment (idle proxies)
       redis_url: redis://127.0.0.1:6379/0 # optional: counters (and the cache) shared by every server process
       cache: {enabled: false, ttl_seconds: 300, max_entries: 1024}   # the answer cache (docs/server.md)
 
@@ -84,6 +85,7 @@ class ServerSettings(BaseModel):
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     query_timeout_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
     redis_url: str | None = Field(default=None, repr=False)  # may hold a password: kept out of reprs
     cache: AnswerCacheSettings = Field(default_factory=AnswerCacheSettings)
 

@@ -209,3 +209,18 @@ def test_a_query_outlasting_the_query_timeout_is_cancelled(llm):
     assert last["deeprecall"]["error"] == "query_timeout"
     time.sleep(3.5)
     assert len(server.requests) == 2  # each query's first turn; nothing after the timeouts
+
+
+def test_a_silent_step_gets_heartbeat_comments_that_clients_skip(llm):
+    """A 3 s cell sends no event; with heartbeat_seconds 0.5 the stream carries SSE comments meanwhile, and the
+    openai SDK reads the same chunks as without them."""
+    import openai
+
+    server = llm({ROOT: by_turn(SLEEPY, DONE), SUB: lambda r: "sub"})
+    with Served(server, tenant_settings(heartbeat_seconds=0.5)) as served:
+        raw = post(served.url, ask(stream=True)).text
+        client = openai.OpenAI(base_url=f"{served.url}/v1", api_key=ACME_KEY, max_retries=0)
+        chunks = list(client.chat.completions.create(model="x", stream=True, messages=ask()["messages"]))
+    assert raw.count(": keep-alive\n\n") >= 4 and raw.rstrip().endswith("data: [DONE]")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "done"
+    assert chunks[-1].choices[0].finish_reason == "stop"
