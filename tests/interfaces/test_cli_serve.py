@@ -126,3 +126,19 @@ def test_sigterm_cancels_a_query_outlasting_the_grace_period(tmp_path, llm):
     assert "[DONE]" not in rest and took < 8, took
     assert workers and not any(group_alive(w) for w in workers)
     assert len(server.requests) == 1
+
+
+def test_key_helpers_and_config_errors_are_one_line(tmp_path):
+    made = subprocess.run([*CLI, "serve", "--new-key"], capture_output=True, text=True, env=clean_env(), timeout=60)
+    key = made.stdout.split("key:", 1)[1].split()[0]
+    assert made.returncode == 0 and f"key_sha256: {hash_key(key)}" in made.stdout
+    hashed = subprocess.run([*CLI, "serve", "--hash-key"], input=key + "\n", capture_output=True, text=True,
+                            env=clean_env(), timeout=60)
+    assert hashed.stdout.strip() == f"key_sha256: {hash_key(key)}"
+    no_config = subprocess.run([*CLI, "serve"], capture_output=True, text=True, env=clean_env(), timeout=60, cwd=tmp_path)
+    assert no_config.returncode == 2 and "needs --config" in no_config.stderr
+    config = tmp_path / "deeprecall.yaml"
+    config.write_text("backend: vllm\nbackend_kwargs: {model_name: m, base_url: 'http://127.0.0.1:9/v1'}\nserver: {}\n")
+    no_keys = subprocess.run([*CLI, "serve", "--config", str(config)], capture_output=True, text=True, env=clean_env(),
+                             timeout=60, cwd=tmp_path)
+    assert no_keys.returncode == 2 and "server.keys is empty" in no_keys.stderr and "Traceback" not in no_keys.stderr
