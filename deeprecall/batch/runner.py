@@ -93,17 +93,17 @@ def answer_in_threads(engine: DeepRecall, plan: BatchPlan, answers: AnswersFile,
         raise ConfigError(f"concurrency must be at least 1; got {concurrency}")
     meter = BatchMeter(len(plan.todo), enabled=progress, stream=stream)
     pending: Iterator[BatchQuestion] = iter(plan.todo)
-    lock = threading.Lock()
+    taking, writing = threading.Lock(), threading.Lock()  # two locks: a thread in fsync holds up no one's next question
     started = time.monotonic()
 
     def work() -> None:
         while plan.stopped is None:
-            with lock:
+            with taking:
                 question = next(pending, None)
             if question is None:
                 return
             record = answer_question(engine, question)
-            with lock:
+            with writing:
                 record_done(plan, record, answers, meter)
 
     if plan.todo:
