@@ -126,7 +126,7 @@ def rate_limited(burst: int, latency: float, allowed: int) -> None:
         proc, url, refused = start_server(burst, latency, allowed)
         try:
             with build_engine(url, retries=retries) as engine:
-                limit = engine._sub_limits.for_model("sub")  # noqa: SLF001 - the figure this benchmark reports
+                limit = engine._sub_limits.for_model("sub")  # private: the figure this benchmark reports
                 for name in ("first query", "second query"):
                     before = refused.value
                     seconds, errors, error = batch_once(engine, name)
