@@ -116,6 +116,11 @@ class Chat:
         except ConfigError as e:  # top_k out of range, a closed engine
             self._release(key, None, None)
             return error_response(400, str(e), "invalid_request_error", "invalid_request")
+        except Exception as e:  # the store cannot describe itself (down): the slot must not leak with it
+            self._release(key, None, None)
+            log.error("query could not start: %s", type(e).__name__)
+            return error_response(503, f"the query could not start ({type(e).__name__}); see /healthz",
+                                  "server_error", "query_not_started")
         if lookup is not None and self.answers is not None:
             self.answers.expect(stream.query_id, lookup.key)
         if asked.stream:

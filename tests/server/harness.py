@@ -31,11 +31,11 @@ class Served:
     """``with Served(llm_server, settings) as s:`` -> ``s.url`` answers until the block ends."""
 
     def __init__(self, llm: ScriptedLLMServer, settings: ServerSettings | None = None, *, store: Any = None,
-                 graceful: float | None = None, **config: Any) -> None:
+                 graceful: float | None = None, warm: bool = True, **config: Any) -> None:
         self.engine = DeepRecall(vectorstore=store if store is not None else make_store(),
                                  config=engine_config(llm, **config))
         self.settings = settings if settings is not None else tenant_settings()
-        self.app = create_app(self.engine, self.settings)
+        self.app = create_app(self.engine, self.settings, warm=warm)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",

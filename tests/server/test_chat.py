@@ -224,3 +224,27 @@ def test_a_silent_step_gets_heartbeat_comments_that_clients_skip(llm):
     assert raw.count(": keep-alive\n\n") >= 3 and raw.rstrip().endswith("data: [DONE]")
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "done"
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_a_store_that_fails_before_the_query_starts_does_not_leak_the_keys_slot(llm):
+    """The store is down when the query is prepared (its description is read then): 503, and the key's only
+    concurrency slot is free again for the next request once the store is back."""
+    from tests.conftest import make_store
+
+    class FlakyStore(type(make_store())):  # type: ignore[misc]
+        down = True
+
+        def describe(self) -> dict[str, Any]:
+            if FlakyStore.down:
+                raise ConnectionError("store unreachable")
+            return super().describe()
+
+    store = make_store()
+    store.__class__ = FlakyStore
+    server = llm({ROOT: by_turn(DONE), SUB: lambda r: "sub"})
+    with Served(server, tenant_settings(acme_limits={"max_concurrent": 1}), store=store, warm=False) as served:
+        failed = post(served.url, ask())
+        FlakyStore.down = False
+        wait_until(lambda: post(served.url, ask()).status_code == 200, 5, "the slot freed, the store back")
+    assert failed.status_code == 503 and failed.json()["error"]["code"] == "query_not_started"
+    assert "ConnectionError" in failed.json()["error"]["message"] and server.requests[0].turn == 0
