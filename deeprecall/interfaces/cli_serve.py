@@ -1,20 +1,25 @@
 """``deeprecall serve``: the OpenAI-compatible server (deeprecall/server/) on uvicorn, from the config file.
 
-    deeprecall serve --config deeprecall.yaml [--host 127.0.0.1] [--port 8000]
+    deeprecall serve --config deeprecall.yaml [--host 127.0.0.1] [--port 8000] [--workers N]
     deeprecall serve --new-key            a fresh API key and the key_sha256 line for server.keys
     echo -n "$KEY" | deeprecall serve --hash-key      the key_sha256 of an existing key
 
 The config file gives the engine (backends, sandbox, limits, search), the store, and the ``server:``
-section (keys, tenants, limits; deeprecall/server/settings.py). One engine per process; for more
-processes behind one port use replicas with shared counters (docs/server.md).
+section (keys, tenants, limits; deeprecall/server/settings.py). One engine per process; ``--workers N`` runs N
+processes behind the port (uvicorn's supervisor), each building its own engine; set ``server.redis_url`` so
+they share the keys' limits (docs/server.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import sys
 from typing import Any
+
+ARGS_ENV = "DEEPRECALL_SERVE_ARGS"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -23,6 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--config", help="deeprecall.yaml: backends, sandbox, store and the server: section")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes behind the port, one engine each (share limits with server.redis_url)")
     from deeprecall.interfaces.cli_store import add_store_flags
 
     add_store_flags(parser)  # the config's store: section, or these flags (read-only unless --writable)
@@ -52,24 +59,53 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError as e:
         raise MissingDependencyError("uvicorn", "server", "deeprecall serve") from e
-    from deeprecall.config_file import load_config_file
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be 1 or more; got {args.workers}")
+    settings = _settings(args)  # a bad server: section stops here, before any process starts
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level,
+                               "timeout_graceful_shutdown": math.ceil(settings.shutdown_grace_seconds)}
+    if args.workers > 1:  # each worker process imports the factory and builds its own engine from the same flags
+        if settings.redis_url is None:
+            print(f"deeprecall serve: {args.workers} workers without server.redis_url: each process counts the "
+                  f"keys' limits on its own, so a key may get up to {args.workers}x its limits", file=sys.stderr)
+        os.environ[ARGS_ENV] = json.dumps({k: v for k, v in vars(args).items() if k != "func"})
+        uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=args.workers, **options)
+        return 0
+    engine = _engine(args)
     from deeprecall.server.app import create_app
-    from deeprecall.server.settings import ServerSettings
 
-    values = load_config_file(args.config)
-    settings = ServerSettings.from_section(values.pop("server", None))
-    values.pop("store", None)
-    store = _store(args)
-    from deeprecall.engine.engine import DeepRecall
-
-    engine = DeepRecall(vectorstore=store, **values)
-    app = create_app(engine, settings)
     try:  # the app's lifespan closes the engine; a forced exit (a second Ctrl-C) skips it, hence finally
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                    timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds))
+        uvicorn.run(create_app(engine, settings), **options)
     finally:
         engine.close()
     return 0
+
+
+def app_from_environment() -> Any:
+    """uvicorn's app factory for ``--workers N``: this worker process's engine and app, from the serve flags
+    the parent left in ``DEEPRECALL_SERVE_ARGS``."""
+    from deeprecall.server.app import create_app
+
+    args = argparse.Namespace(**json.loads(os.environ[ARGS_ENV]))
+    return create_app(_engine(args), _settings(args))
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from deeprecall.config_file import load_config_file
+    from deeprecall.server.settings import ServerSettings
+
+    return ServerSettings.from_section(load_config_file(args.config).get("server"))
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    """One engine: the config file's backends, sandbox, limits and search; its store (or the store flags)."""
+    from deeprecall.config_file import load_config_file
+    from deeprecall.engine.engine import DeepRecall
+
+    values = load_config_file(args.config)
+    values.pop("server", None)
+    values.pop("store", None)
+    return DeepRecall(vectorstore=_store(args), **values)
 
 
 def _store(args: argparse.Namespace) -> Any:

@@ -142,3 +142,47 @@ def test_key_helpers_and_config_errors_are_one_line(tmp_path):
     no_keys = subprocess.run([*CLI, "serve", "--config", str(config)], capture_output=True, text=True, env=clean_env(),
                              timeout=60, cwd=tmp_path)
     assert no_keys.returncode == 2 and "server.keys is empty" in no_keys.stderr and "Traceback" not in no_keys.stderr
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in workers_of(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_serve_with_two_worker_processes_answers_and_leaves_nothing_behind(tmp_path, llm):
+    server = llm({ROOT: by_turn(DONE), SUB: lambda r: "sub"})
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "serve", "--config", str(write_config(tmp_path, server.base_url, 5)), "--port",
+                             str(port), "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env(), cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def answers() -> bool:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                reply = httpx.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                                   json={"model": "x", "messages": [{"role": "user", "content": "Where?"}]})
+            except httpx.TransportError:
+                return False
+            return bool(reply.json()["choices"][0]["message"]["content"] == "Lyon")
+
+        wait_until(answers, 90, "two workers serving")
+        assert all(answers() for _ in range(4))
+        wait_until(lambda: len(workers_of(proc.pid)) >= 2, 30, "both worker processes up")
+        family = descendants(proc.pid)  # the worker processes and their sandbox workers
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert "each process counts the keys' limits on its own" in err  # no redis_url: the warning
+    assert len(family) >= 4 and not any(alive(p) or group_alive(p) for p in family)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
