@@ -231,7 +231,7 @@ class Chat:
                 except StopAsyncIteration:
                     break
                 waiting = None
-                if event.type == "answer":
+                if event.type == "answer" and event.parent_query_id is None:  # not a child query's (rlm_query)
                     answer = event
                     for chunk in writer.answer(event):
                         yield sse(chunk)
@@ -279,7 +279,7 @@ async def _last_event(stream: Any) -> Any:
     answer = None
     async with stream:
         async for event in stream:
-            if event.type == "answer":
+            if event.type == "answer" and event.parent_query_id is None:  # not a child query's (rlm_query)
                 answer = event
     return answer
 

@@ -248,3 +248,19 @@ def test_a_store_that_fails_before_the_query_starts_does_not_leak_the_keys_slot(
         wait_until(lambda: post(served.url, ask()).status_code == 200, 5, "the slot freed, the store back")
     assert failed.status_code == 503 and failed.json()["error"]["code"] == "query_not_started"
     assert "ConnectionError" in failed.json()["error"]["message"] and server.requests[0].turn == 0
+
+
+def test_a_child_querys_answer_is_a_step_not_the_reply(llm):
+    """With max_depth=2 the model's rlm_query runs a child query whose events share the stream: only the top
+    query's answer is the reply (one content delta, one finish), whole and streamed."""
+    from tests.engine.test_recursive import CHILD_SEARCHES, PARENT_ASKS, two_levels
+
+    server = llm({ROOT: two_levels(PARENT_ASKS, CHILD_SEARCHES), SUB: lambda r: "unused"})
+    with Served(server, max_depth=2) as served:
+        whole = post(served.url, ask("Where did Acme open a factory?")).json()
+        streamed = post(served.url, ask("Where did Acme open a factory?", stream=True)).text
+    assert whole["choices"][0]["message"]["content"] == "Acme opened its factory in Lyon"
+    chunks = [json.loads(b[6:]) for b in streamed.split("\n\n") if b.startswith("data: {")]
+    contents = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert [c for c in contents if c] == ["Acme opened its factory in Lyon"]
+    assert sum(1 for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]) == 1
