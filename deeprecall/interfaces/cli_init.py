@@ -129,7 +129,9 @@ def render(*, store: str, location: str, collection: str, writable: bool, backen
         "", *_backend_lines(backend, model, base_url), "", *_sandbox_lines(sandbox), "",
         *_store_lines(store, location, collection, writable), "",
         "limits:                                 # a query stops at the first one it reaches",
-        "  max_iterations: 15", "  max_seconds: 300", "  # max_cost_usd: 0.50", "",
+        "  max_iterations: 15", "  max_seconds: 300",
+        "  max_llm_calls: 150                     # root turns and sub-calls; docs/limits.md has the worst-case spend",
+        "  max_sub_calls: 100", "  max_tokens: 1000000", "  # max_cost_usd: 0.50", "",
         "search:", "  top_k: 5", "  # filters: {tenant: acme}              # enforced on every search", "",
     ])
 
