@@ -26,12 +26,12 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from deeprecall.batch.answers import AnswersFile
+from deeprecall.batch.answers import AnswersFile, failure_record
 from deeprecall.batch.meter import BatchMeter
 from deeprecall.batch.questions import BatchQuestion
 from deeprecall.batch.runner import BatchPlan, answer_question, record_done
 from deeprecall.engine.engine import DeepRecall
-from deeprecall.errors import ConfigError, MissingDependencyError
+from deeprecall.errors import ConfigError, FilterError, MissingDependencyError
 from deeprecall.vectorstores.base import VectorStore
 
 OUTPUT_COLUMNS = ("id", "answer", "error", "seconds", "record")
@@ -66,11 +66,17 @@ class DeepRecallAnswerer:
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
         ids, texts = _column(batch, "id"), _column(batch, "question")
         filters = _column(batch, "filters") if "filters" in batch else [None] * len(ids)
-        questions = [BatchQuestion(0, qid, str(text), _filters(f)) for qid, text, f in zip(ids, texts, filters, strict=True)]
-        records = list(self._threads.map(lambda q: answer_question(self.engine, q), questions))
+        records = list(self._threads.map(self._answer_row, ids, texts, filters))
         return {"id": ids, "answer": [r["answer"] for r in records], "error": [r["error"] or "" for r in records],
                 "seconds": [r["seconds"] for r in records],
                 "record": [json.dumps(r, ensure_ascii=False, default=str) for r in records]}
+
+    def _answer_row(self, qid: Any, text: Any, filters: Any) -> dict[str, Any]:
+        try:
+            parsed = _filters(filters)
+        except ValueError as e:  # filters text that is not JSON: this row's record says so, the batch goes on
+            return failure_record(qid, FilterError(f"filters is not JSON: {e}"), 0.0)
+        return answer_question(self.engine, BatchQuestion(0, qid, str(text), parsed))
 
     def __del__(self) -> None:  # an actor that ends kills its sandbox workers and closes its clients
         engine = getattr(self, "engine", None)
