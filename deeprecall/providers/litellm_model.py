@@ -137,9 +137,11 @@ def stream_completion(chunks: Iterable[Any], deltas: Deltas, model: str, cost: C
     deadline = time.monotonic() + timeout if timeout is not None else float("inf")
     usage: Any = None
     finish: str | None = None
+    answered = False
     try:
         for chunk in chunks:
             choices = getattr(chunk, "choices", None)
+            answered = answered or getattr(chunk, "usage", None) is not None
             if choices:
                 deltas(getattr(getattr(choices[0], "delta", None), "content", None) or "")
                 finish = getattr(choices[0], "finish_reason", None) or finish
@@ -150,6 +152,11 @@ def stream_completion(chunks: Iterable[Any], deltas: Deltas, model: str, cost: C
         close = getattr(chunks, "close", None)
         if callable(close):
             close()
+    # A 200 whose body is no event stream (an HTML page, junk) reads as litellm's made-up closing chunk alone:
+    # no text, no usage. Passed on, it would be an empty answer; it is the provider's fault.
+    if not answered and not deltas.text:
+        raise ProviderError(f"{where}: the stream carried no reply (the server's body was not an event stream)",
+                            retryable=True)
     inp = int(getattr(usage, "prompt_tokens", 0) or 0)
     out = int(getattr(usage, "completion_tokens", 0) or 0)
     return Completion(text=deltas.text, model=model, input_tokens=inp, output_tokens=out,

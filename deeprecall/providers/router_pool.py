@@ -141,15 +141,16 @@ class PoolChatModel:
         open nothing is retried, and an error after the first delta is a non-retryable ``ProviderError``."""
         where = f"pool:{self.model_name}"
         deltas = Deltas(on_delta) if on_delta is not None else None
+        attempt = self._attempt_timeout(timeout)
         try:
             if deltas is None:
                 response = self._router.completion(
-                    model=self.model_name, messages=messages, timeout=timeout or self._timeout
+                    model=self.model_name, messages=messages, timeout=attempt
                 )
                 member = self._member(response)
                 return to_completion(response, member.label if member else self.model_name,
                                      member.cost if member else CostModel(None), where)
-            chunks = self._router.completion(model=self.model_name, messages=messages, timeout=timeout or self._timeout,
+            chunks = self._router.completion(model=self.model_name, messages=messages, timeout=attempt,
                                              stream=True, stream_options={"include_usage": True})
             member = self._member(chunks)
             return stream_completion(chunks, deltas, member.label if member else self.model_name,
@@ -166,6 +167,12 @@ class PoolChatModel:
                 raise
             mapped = map_litellm_error(self._litellm, e, where, self._secrets)
             raise (deltas.fail(mapped) if deltas is not None else mapped) from None
+
+    def _attempt_timeout(self, timeout: float | None) -> float:
+        """What one member may take: the pool's ``timeout``, cut to the call's when less is left. LiteLLM
+        hands a call's ``timeout`` to each member as its own, over the deployment's: passing the query's whole
+        remaining budget let a silent first member hold the query to ``max_seconds`` instead of failing over."""
+        return self._timeout if timeout is None else min(timeout, self._timeout)
 
     def _member(self, response: Any) -> Member | None:
         """The member that served: litellm tags the response (or stream) with its deployment id."""

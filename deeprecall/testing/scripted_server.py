@@ -123,7 +123,11 @@ class Reply:
     each (default: ``text`` split after each run of spaces); ``chunk_delay`` pauses before each piece;
     ``cut_after`` drops the connection after that many pieces (a server dying mid-stream);
     ``stream_usage=False`` leaves usage out of an OpenAI stream even when the client asked for it;
-    ``stream=False`` answers a stream request with the plain JSON body (a server that cannot stream)."""
+    ``stream=False`` answers a stream request with the plain JSON body (a server that cannot stream).
+
+    Silence and junk: ``stall_after`` sends the status line and headers (and that many pieces of a
+    stream) and then goes quiet until the server stops (a server that started answering and stalled
+    mid-body); ``raw_stream`` is sent as it is as the body of a ``text/event-stream`` reply (a junk stream)."""
 
     text: str = ""
     status: int = 200
@@ -139,6 +143,8 @@ class Reply:
     cut_after: int | None = None
     stream_usage: bool = True
     stream: bool = True
+    stall_after: int | None = None
+    raw_stream: bytes | None = None
 
     def pieces(self) -> list[str]:
         """The text pieces a stream sends, in order; joined they are ``text``."""
@@ -263,10 +269,12 @@ class ScriptedLLMServer:
             def log_message(self, format: str, *args: Any) -> None:  # silence access logs
                 return
 
-            def _send(self, status: int, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
+            def _send(self, status: int, payload: bytes, headers: Mapping[str, str] | None = None,
+                      length: bool = True) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
+                if length:
+                    self.send_header("Content-Length", str(len(payload)))
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
@@ -280,7 +288,16 @@ class ScriptedLLMServer:
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
+                if reply.raw_stream is not None:
+                    self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(reply.raw_stream), reply.raw_stream))
+                    request.replied_at = time.monotonic()
+                    return
+                sent = 0
                 for kind, event in STREAMS[request.protocol](request, reply):
+                    if kind == "piece" and reply.stall_after is not None and sent >= reply.stall_after:
+                        self._stall()
+                        return
+                    sent += kind == "piece"
                     if kind == "piece" and reply.chunk_delay:
                         time.sleep(reply.chunk_delay)
                     if kind == "cut":
@@ -293,6 +310,12 @@ class ScriptedLLMServer:
                     self.wfile.flush()
                 self.wfile.write(b"0\r\n\r\n")
                 request.replied_at = time.monotonic()
+
+            def _stall(self) -> None:
+                """What has been written goes out; then nothing more until the server stops."""
+                self.wfile.flush()
+                server._stopping.wait(3600)
+                self.close_connection = True
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
@@ -327,10 +350,14 @@ class ScriptedLLMServer:
                     server._stopping.wait(3600)
                     return
                 time.sleep(server.latency + reply.delay)
-                if request.stream and reply.stream and reply.status < 400 and reply.raw is None:
+                if (request.stream and reply.stream and reply.status < 400 and reply.raw is None) or reply.raw_stream:
                     self._stream(request, reply)
                     return
                 payload = reply.raw if reply.raw is not None else json.dumps(BODIES[protocol](request, reply)).encode()
+                if reply.stall_after is not None:
+                    self._send(reply.status, b"", {"Content-Length": str(len(payload)), **reply.headers}, length=False)
+                    self._stall()
+                    return
                 request.replied_at = time.monotonic()
                 self._send(reply.status, payload, reply.headers)
 
