@@ -17,6 +17,7 @@ from typing import Any
 from deeprecall.vectorstores import filters as fl
 from deeprecall.vectorstores._support import EmbeddingFn, dedupe, embed, prepare_batch, require_writable
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
+from deeprecall.vectorstores.write_batches import WriteLimits, write_slices
 
 OVERFETCH = 4  # first over-fetch factor when part of a filter runs in Python; it grows 4x per round
 
@@ -29,6 +30,9 @@ class StoreAdapter:
     # Whether the vendor client serves concurrent searches safely. When it does,
     # searches from concurrent queries run in parallel; otherwise they take turns.
     concurrent_search = False
+    # What one write may carry; ``add_documents`` splits larger calls (write_batches.py). Stores whose
+    # limit depends on the instance (Chroma's client, pgvector's column count) override ``write_limits``.
+    WRITE_LIMITS = WriteLimits(max_count=10_000)
 
     def __init__(self, name: str, embedding_fn: EmbeddingFn | None, writable: bool) -> None:
         self.name = name
@@ -85,12 +89,24 @@ class StoreAdapter:
     ) -> list[str]:
         require_writable(self.writable, repr(self))
         texts, metas, doc_ids = prepare_batch(texts, metadatas, ids)
-        batch = dedupe(texts, metas, doc_ids)
-        if batch[0]:
-            vectors = embed(self.embedding_fn, batch[0], repr(self))
-            with self._lock:
-                self._upsert(batch[2], batch[0], batch[1], vectors)
+        texts, metas, unique_ids = dedupe(texts, metas, doc_ids)
+        if texts:
+            self._write(unique_ids, texts, metas, embed(self.embedding_fn, texts, repr(self)))
         return doc_ids
+
+    def _write(self, ids: list[str], texts: list[str], metas: list[Metadata], vectors: list[list[float]]) -> None:
+        """Upsert in writes within ``write_limits()``, in order. Each write is as atomic as the store makes one
+        upsert (see docs/vectorstores.md); if one fails, the earlier ones stay written and the call raises.
+        Re-running the same call is safe: every write is an upsert by id. ``vectors`` may be empty (Chroma
+        embedding with the collection's own function)."""
+        dim = len(vectors[0]) if vectors else 0
+        for part in write_slices(ids, texts, metas, dim, self.write_limits(), repr(self)):
+            with self._lock:
+                self._upsert(ids[part], texts[part], metas[part], vectors[part])
+
+    def write_limits(self) -> WriteLimits:
+        """What one write to this store may carry."""
+        return self.WRITE_LIMITS
 
     # -- optional extras: ingestion and hybrid search use them when present ------
     def existing_ids(self, ids: Sequence[str]) -> set[str]:

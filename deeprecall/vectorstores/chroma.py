@@ -14,11 +14,22 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from deeprecall.embeddings.base import ChromaCompatible
 from deeprecall.errors import ConfigError, DeepRecallError, MissingDependencyError, VectorStoreError
 from deeprecall.vectorstores import filters as fl
 from deeprecall.vectorstores._adapter import StoreAdapter
-from deeprecall.vectorstores._support import MARKER, EmbeddingFn, check_dimension, content_id, dedupe, prepare_batch
+from deeprecall.vectorstores._support import (
+    MARKER,
+    EmbeddingFn,
+    check_dimension,
+    content_id,
+    dedupe,
+    embed,
+    prepare_batch,
+    vendor_errors,
+)
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
+from deeprecall.vectorstores.write_batches import WriteLimits
 
 __all__ = ["ChromaStore", "content_id", "to_chroma_where"]
 
@@ -84,6 +95,7 @@ class ChromaStore(StoreAdapter):
         text_key: str | None = None,
     ) -> None:
         self._text_key = text_key
+        self._limits: WriteLimits | None = None
         self.created = False  # whether this object created the collection (see discard_if_unused)
         if collection is not None:
             super().__init__(collection.name, embedding_fn, bool(writable))
@@ -221,11 +233,18 @@ class ChromaStore(StoreAdapter):
         self, texts: Sequence[str], metadatas: Sequence[Metadata] | None, ids: Sequence[str] | None
     ) -> list[str]:
         texts, metas, doc_ids = prepare_batch(texts, metadatas, ids)
-        batch = dedupe(texts, metas, doc_ids)
-        if batch[0]:
-            with self._lock:
-                self._upsert(batch[2], batch[0], batch[1], [])
+        texts, metas, unique_ids = dedupe(texts, metas, doc_ids)
+        if texts:
+            self._write(unique_ids, texts, metas, [])
         return doc_ids
+
+    def write_limits(self) -> WriteLimits:
+        """Chroma's own ``max_batch_size`` (5,461 embedded; a server says its own), asked once."""
+        if self._limits is None:
+            client = self._client if self._client is not None else self._collection._client
+            with vendor_errors(repr(self), "reading max_batch_size"):
+                self._limits = WriteLimits(max_count=int(client.get_max_batch_size()))
+        return self._limits
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:
@@ -274,6 +293,42 @@ def _exists(client: Any, name: str) -> bool:
     return True
 
 
+class _ChromaCallable(ChromaCompatible):
+    """A plain callable (function, lambda, bound method) dressed in what chromadb 1.x asks of an embedding
+    function before it binds one to a collection: ``__call__(self, input)``, ``name()``, ``is_legacy()``.
+
+    It declares itself legacy, so Chroma records no name for it and reopening the collection with the same
+    (or a re-created) function is not an embedding conflict; Chroma cannot rebuild a plain function anyway.
+    """
+
+    def __init__(self, fn: EmbeddingFn) -> None:
+        self.fn = fn
+        dim = getattr(fn, "dim", None)
+        if isinstance(dim, int):
+            self.dim = dim
+
+    def __call__(self, input: Sequence[str]) -> list[list[float]]:
+        return list(_array(embed(self.fn, list(input), "Chroma")))
+
+    @staticmethod
+    def name() -> str:
+        return "deeprecall_callable"
+
+    def is_legacy(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"_ChromaCallable({getattr(self.fn, '__qualname__', type(self.fn).__name__)})"
+
+
+def chroma_embedding_function(fn: EmbeddingFn) -> Any:
+    """``fn`` as Chroma accepts it: as is when it already speaks Chroma's protocol (DeepRecall's embeddings,
+    chromadb's own), else wrapped. Only what Chroma is handed is wrapped; DeepRecall embeds with ``fn``."""
+    if callable(getattr(fn, "name", None)) and callable(getattr(fn, "is_legacy", None)):
+        return fn
+    return _ChromaCallable(fn)
+
+
 def _array(vectors: list[list[float]]) -> Any:
     """Vectors as a numpy array: chromadb's HTTP client (a Chroma server) calls ``.tolist()`` on each one."""
     import numpy  # a dependency of chromadb
@@ -284,7 +339,7 @@ def _array(vectors: list[list[float]]) -> Any:
 def _open(client: Any, name: str, embedding_fn: EmbeddingFn | None, folder: str | None) -> Any:
     kwargs: dict[str, Any] = {"name": name, "metadata": {"hnsw:space": "cosine", "created_by": MARKER}}
     if embedding_fn is not None:
-        kwargs["embedding_function"] = embedding_fn
+        kwargs["embedding_function"] = chroma_embedding_function(embedding_fn)
     try:
         return client.get_or_create_collection(**kwargs)
     except Exception as e:

@@ -39,6 +39,7 @@ from deeprecall.vectorstores._support import (
     vendor_errors,
 )
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
+from deeprecall.vectorstores.write_batches import WriteLimits
 
 Row = tuple[str, str, Metadata]  # doc id, text, metadata
 
@@ -60,6 +61,9 @@ class FaissStore(StoreAdapter):
     """
 
     kind = "faiss"
+    # In-process, no request limit: writes are bounded so one append to the files (and a torn tail a kill
+    # can leave, dropped on load) stays small.
+    WRITE_LIMITS = WriteLimits(max_count=10_000, max_bytes=64 * 2**20)
 
     def __init__(self, *, embedding_fn: EmbeddingFn | None, path: str | os.PathLike[str] | None = None) -> None:
         super().__init__(str(path or "memory"), embedding_fn, True)

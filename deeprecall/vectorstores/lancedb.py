@@ -28,6 +28,7 @@ from deeprecall.vectorstores._support import (
     vendor_errors,
 )
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
+from deeprecall.vectorstores.write_batches import WriteLimits
 
 _SQL_OPS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _ARROW_TYPES = {bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "STRING"}
@@ -87,6 +88,10 @@ class LanceDBStore(StoreAdapter):
     """
 
     kind = "lancedb"
+    # Local LanceDB has no request limit; each write becomes one Arrow table in memory and one new fragment and
+    # version on disk, so writes are bounded to keep memory flat and fragments few (and LanceDB Cloud's
+    # request size in reach).
+    WRITE_LIMITS = WriteLimits(max_count=10_000, max_bytes=64 * 2**20)
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from deeprecall.vectorstores import filters as fl
 from deeprecall.vectorstores._adapter import StoreAdapter
 from deeprecall.vectorstores._support import EmbeddingFn, check_dimension, embedding_dim, split_metadata, vendor_errors
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
+from deeprecall.vectorstores.write_batches import WriteLimits
 
 _OPS = {"$eq": "==", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -78,6 +79,9 @@ class MilvusStore(StoreAdapter):
     """
 
     kind = "milvus"
+    # Milvus refuses an insert/upsert over 64 MB (proxy.maxInsertSize; gRPC messages are capped near it too);
+    # pymilvus sends floats as 4 binary bytes. Half of it, for the estimate's error.
+    WRITE_LIMITS = WriteLimits(max_count=10_000, max_bytes=32 * 2**20)
 
     def __init__(
         self,

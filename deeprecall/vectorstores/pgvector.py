@@ -37,8 +37,10 @@ from deeprecall.vectorstores._support import (
     vendor_errors,
 )
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
+from deeprecall.vectorstores.write_batches import JSON_FLOAT_BYTES, WriteLimits
 
 _OPS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+MAX_BIND_PARAMETERS = 65_535  # PostgreSQL's wire protocol counts a statement's parameters in 16 bits
 _DISTANCE = {"cosine": ("<=>", "vector_cosine_ops"), "l2": ("<->", "vector_l2_ops"), "ip": ("<#>", "vector_ip_ops")}
 
 
@@ -220,17 +222,28 @@ class PgVectorStore(StoreAdapter):
         return Hit(id=str(doc_id), content=str(text or ""), metadata=meta, score=score)
 
     # -- writes --------------------------------------------------------------------
-    def _upsert(self, ids: list[str], texts: list[str], metas: list[Metadata], vectors: list[list[float]]) -> None:
-        s = self.sql
+    def _columns(self) -> list[str]:
         meta_cols = self.metadata_columns or [self.metadata_column or "metadata"]
-        cols = [self.id_column, self.text_column, *meta_cols, self.vector_column]
-        holders = ["%s"] * (len(cols) - 1) + ["%s::vector"]
+        return [self.id_column, self.text_column, *meta_cols, self.vector_column]
+
+    def write_limits(self) -> WriteLimits:
+        """One INSERT carries rows x columns bind parameters, at most 65,535; vectors travel as text."""
+        return WriteLimits(max_count=MAX_BIND_PARAMETERS // len(self._columns()), max_bytes=256 * 2**20,
+                           bytes_per_float=JSON_FLOAT_BYTES)
+
+    def _upsert(self, ids: list[str], texts: list[str], metas: list[Metadata], vectors: list[list[float]]) -> None:
+        """One multi-row INSERT ... ON CONFLICT: one statement, so the write is all or nothing."""
+        s = self.sql
+        cols = self._columns()
+        row = s.SQL("(" + ", ".join(["%s"] * (len(cols) - 1) + ["%s::vector"]) + ")")
         updates = s.SQL(", ").join(s.SQL("{0} = EXCLUDED.{0}").format(s.Identifier(c)) for c in cols[1:])
-        q = s.SQL("INSERT INTO {} ({}) VALUES (" + ", ".join(holders) + ") ON CONFLICT ({}) DO UPDATE SET {}").format(
-            self._table, s.SQL(", ").join(s.Identifier(c) for c in cols), s.Identifier(self.id_column), updates)
-        rows = [[i, t, *self._meta_values(m), vector_literal(v)] for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)]
+        q = s.SQL("INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}").format(
+            self._table, s.SQL(", ").join(s.Identifier(c) for c in cols), s.SQL(", ").join([row] * len(ids)),
+            s.Identifier(self.id_column), updates)
+        params = [x for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)
+                  for x in (i, t, *self._meta_values(m), vector_literal(v))]
         with vendor_errors(repr(self), "insert"), self.conn.cursor() as cur:
-            cur.executemany(q, rows)
+            cur.execute(q, params)
 
     def _meta_values(self, meta: Metadata) -> list[Any]:
         if self.metadata_columns:

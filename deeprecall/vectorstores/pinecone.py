@@ -24,8 +24,11 @@ from deeprecall.vectorstores import filters as fl
 from deeprecall.vectorstores._adapter import StoreAdapter
 from deeprecall.vectorstores._support import EmbeddingFn, check_dimension, vendor_errors
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
+from deeprecall.vectorstores.write_batches import JSON_FLOAT_BYTES, WriteLimits
 
-UPSERT_BATCH = 100  # Pinecone caps a request's size; 100 vectors of a few KB stay under it
+# Pinecone refuses an upsert over 2 MB or 1,000 vectors (docs.pinecone.io "Upsert limits"); the REST client
+# sends JSON. The estimate counts 24 bytes a float (a JSON float takes at most 21), so 2 MB less a margin holds.
+PINECONE_LIMITS = WriteLimits(max_count=1_000, max_bytes=1_900_000, bytes_per_float=JSON_FLOAT_BYTES)
 
 
 def to_pinecone_filter(conjunct: Filter) -> dict[str, Any]:
@@ -52,6 +55,7 @@ class PineconeStore(StoreAdapter):
     """
 
     kind = "pinecone"
+    WRITE_LIMITS = PINECONE_LIMITS
 
     def __init__(
         self,
@@ -94,9 +98,9 @@ class PineconeStore(StoreAdapter):
             meta = _clean(m)
             meta[self.text_field] = t
             records.append({"id": i, "values": v, "metadata": meta})
-        with vendor_errors(repr(self), "upsert"):
-            for start in range(0, len(records), UPSERT_BATCH):
-                self.index.upsert(vectors=records[start : start + UPSERT_BATCH], namespace=self.namespace)
+        with vendor_errors(repr(self), "upsert"):  # one request: add_documents already split to PINECONE_LIMITS
+            # No batch_size: with one, the SDK reports a failed request in the response instead of raising.
+            self.index.upsert(vectors=records, namespace=self.namespace)
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:

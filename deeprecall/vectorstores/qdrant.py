@@ -32,6 +32,7 @@ from deeprecall.vectorstores._support import (
     vendor_errors,
 )
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
+from deeprecall.vectorstores.write_batches import JSON_FLOAT_BYTES, WriteLimits
 
 
 def _models() -> Any:
@@ -91,6 +92,9 @@ class QdrantStore(StoreAdapter):
     """
 
     kind = "qdrant"
+    # Qdrant's server refuses requests over service.max_request_size_mb (32 MB by default); the REST client
+    # sends JSON. Half of it leaves room for the estimate's error and a lowered server setting.
+    WRITE_LIMITS = WriteLimits(max_count=5_000, max_bytes=16 * 2**20, bytes_per_float=JSON_FLOAT_BYTES)
 
     def __init__(
         self,

@@ -13,6 +13,8 @@ against this class. It was written by reading the installed SDK's source
 - it returns the SDK's own response classes (QueryResponse, ScoredVector,
   FetchResponse, Vector, DescribeIndexStatsResponse, NamespaceSummary,
   ListResponse, ListItem, Pagination, UpsertResponse);
+- it refuses an upsert over Pinecone's documented limits, 1,000 vectors or 2 MB of
+  JSON body (HTTP 400 / 413 there), and records each upsert's size;
 - it evaluates Pinecone's metadata filter language itself, independently of
   DeepRecall's ``filters.matches``, including its refusals: a range operator
   with a non-number and an unknown operator are errors (HTTP 400 there).
@@ -25,6 +27,7 @@ against the installed SDK's ``pinecone.Index`` (pinned in the test extra; tests/
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -44,6 +47,17 @@ from pinecone.models.vectors.vector import ScoredVector, Vector
 _RANGE = {"$gt": lambda a, b: a > b, "$gte": lambda a, b: a >= b, "$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b}
 
 
+MAX_UPSERT_VECTORS = 1000  # Pinecone's documented upsert limits: 1,000 vectors and 2 MB per request
+MAX_REQUEST_BYTES = 2 * 1000 * 1000
+
+
+def _wire_bytes(vectors: Sequence[Any], namespace: str) -> int:
+    """The size of the upsert's JSON body as the SDK's REST client sends it (compact JSON)."""
+    records = [dict(v) if isinstance(v, Mapping) else {"id": v[0], "values": v[1], "metadata": v[2] if len(v) > 2 else {}}
+               for v in vectors]
+    return len(json.dumps({"vectors": records, "namespace": namespace}, separators=(",", ":")).encode())
+
+
 class PineconeApiError(Exception):
     """What the service answers with HTTP 400."""
 
@@ -53,13 +67,18 @@ class StandInIndex:
         self.dimension = dimension
         self.namespaces: dict[str, dict[str, tuple[list[float], dict[str, Any]]]] = {}
         self.calls: list[str] = []
+        self.upsert_requests: list[tuple[int, int]] = []  # (vectors, JSON body bytes) of each upsert
 
     def upsert(self, *, vectors: Sequence[Any], namespace: str = "", batch_size: int | None = None,
                show_progress: bool = True, max_concurrency: int = 8, timeout: float | None = None,
                total_timeout: float | None = None) -> UpsertResponse:
         self.calls.append("upsert")
-        if len(vectors) > 1000:
+        if len(vectors) > MAX_UPSERT_VECTORS:
             raise PineconeApiError("400: too many vectors in one request")
+        body = _wire_bytes(vectors, namespace)
+        self.upsert_requests.append((len(vectors), body))
+        if body > MAX_REQUEST_BYTES:
+            raise PineconeApiError(f"413: request of {body} bytes is over the {MAX_REQUEST_BYTES}-byte limit")
         ns = self.namespaces.setdefault(namespace, {})
         for v in vectors:
             rec = dict(v) if isinstance(v, Mapping) else {"id": v[0], "values": v[1], "metadata": v[2] if len(v) > 2 else {}}

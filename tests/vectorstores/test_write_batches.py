@@ -1,0 +1,90 @@
+"""Writes within each store's limits: one ``add_documents`` call of 20,000 documents lands whole in every
+store (Chroma alone refuses more than 5,461 per upsert; PostgreSQL 65,535 bind parameters per statement), and
+Pinecone's requests stay within its 1,000 vectors / 2 MB per upsert."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from deeprecall.errors import VectorStoreError
+from deeprecall.vectorstores.write_batches import WriteLimits, document_bytes, write_slices
+from tests.vectorstores.conftest import DIM, embedder
+from tests.vectorstores.pinecone_standin import MAX_REQUEST_BYTES, MAX_UPSERT_VECTORS, StandInIndex
+
+N = 20_000
+
+
+def _docs(n: int) -> tuple[list[str], list[dict[str, Any]]]:
+    texts = [f"document number {i} about topic {i % 97}" for i in range(n)]
+    return texts, [{"n": i, "topic": f"t{i % 97}"} for i in range(n)]
+
+
+def test_twenty_thousand_documents_in_one_call(make_store: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    store = make_store()
+    texts, metas = _docs(N)
+    start = time.perf_counter()
+    ids = store.add_documents(texts, metas)
+    took = time.perf_counter() - start
+    assert len(ids) == N
+    assert store.count() == N
+    hit = store.search(texts[12_345], top_k=1)[0]
+    assert hit.content == texts[12_345] and hit.metadata["n"] == 12_345
+    with capsys.disabled():  # the figure docs/vectorstores.md quotes: `pytest -s -k twenty_thousand`
+        print(f"\n{store.kind}: {N:,} documents in one add_documents call: {took:.2f} s")
+
+
+def test_pinecone_requests_stay_within_its_limits() -> None:
+    from deeprecall.vectorstores.pinecone import PineconeStore
+
+    index = StandInIndex(DIM)
+    store = PineconeStore("docs", index=index, embedding_fn=_dense, writable=True)
+    texts = [f"{i} " + "long text " * 120 for i in range(3_000)]  # ~1.2 KB text + 128 floats: bytes bind first
+    store.add_documents(texts, [{"n": i} for i in range(3_000)])
+    assert store.count() == 3_000
+    sizes = index.upsert_requests
+    assert all(n <= MAX_UPSERT_VECTORS and body <= MAX_REQUEST_BYTES for n, body in sizes), sizes
+    assert sum(n for n, _ in sizes) == 3_000
+    assert max(body for _, body in sizes) > MAX_REQUEST_BYTES // 2  # requests are filled, not one per vector
+
+
+def _dense(texts: list[str]) -> list[list[float]]:
+    """Vectors whose every float prints long in JSON, as a real model's do (HashingEmbedding's are mostly 0.0)."""
+    return [[-0.123456789012345 + (len(t) % 7 + j) * 1e-9 for j in range(DIM)] for t in texts]
+
+
+def test_pinecone_splits_by_count_when_documents_are_small() -> None:
+    from deeprecall.vectorstores.pinecone import PineconeStore
+
+    index = StandInIndex(8)
+    store = PineconeStore("docs", index=index, embedding_fn=embedder_of(8), writable=True)
+    store.add_documents([f"d{i}" for i in range(2_500)])
+    assert [n for n, _ in index.upsert_requests] == [1_000, 1_000, 500]
+
+
+def embedder_of(dim: int) -> Any:
+    from deeprecall.embeddings import HashingEmbedding
+
+    return HashingEmbedding(dim)
+
+
+def test_slices_respect_count_and_bytes_and_keep_order() -> None:
+    ids, texts, metas = [str(i) for i in range(10)], ["x" * 100] * 10, [{}] * 10
+    one = document_bytes("0", "x" * 100, {}, 4, 4)
+    limits = WriteLimits(max_count=4, max_bytes=3 * one)
+    parts = list(write_slices(ids, texts, metas, 4, limits, "store"))
+    assert [ids[p] for p in parts] == [["0", "1", "2"], ["3", "4", "5"], ["6", "7", "8"], ["9"]]
+    by_count = list(write_slices(ids, texts, metas, 4, WriteLimits(max_count=4), "store"))
+    assert [len(ids[p]) for p in by_count] == [4, 4, 2]
+
+
+def test_a_document_too_big_for_one_write_fails_before_anything_is_written() -> None:
+    from deeprecall.vectorstores.pinecone import PineconeStore
+
+    index = StandInIndex(DIM)
+    store = PineconeStore("docs", index=index, embedding_fn=embedder(), writable=True)
+    with pytest.raises(VectorStoreError, match="smaller chunks"):
+        store.add_documents(["small", "huge " * 500_000])
+    assert index.upsert_requests == [] and store.count() == 0
