@@ -79,8 +79,8 @@ class MilvusStore(StoreAdapter):
     """
 
     kind = "milvus"
-    # Milvus refuses an insert/upsert over 64 MB (proxy.maxInsertSize; gRPC messages are capped near it too);
-    # pymilvus sends floats as 4 binary bytes. Half of it, for the estimate's error.
+    # A Milvus server takes gRPC messages up to proxy.grpc.serverMaxRecvSize (64 MB in the milvus.yaml it
+    # ships); pymilvus sends floats as 4 binary bytes. Half of it, for the estimate's error.
     WRITE_LIMITS = WriteLimits(max_count=10_000, max_bytes=32 * 2**20)
 
     def __init__(
