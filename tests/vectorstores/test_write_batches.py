@@ -5,6 +5,7 @@ Pinecone's requests stay within its 1,000 vectors / 2 MB per upsert."""
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -88,3 +89,29 @@ def test_a_document_too_big_for_one_write_fails_before_anything_is_written() -> 
     with pytest.raises(VectorStoreError, match="smaller chunks"):
         store.add_documents(["small", "huge " * 500_000])
     assert index.upsert_requests == [] and store.count() == 0
+
+
+@pytest.mark.postgres
+def test_a_failed_write_keeps_the_earlier_ones_and_a_rerun_completes(pg_dsn: str) -> None:
+    """What docs/vectorstores.md promises for a failure mid-way, on a store whose writes are transactions:
+    write 1 (16,383 rows, the bind-parameter cap) stays, write 2 is all or nothing, and the same call again
+    completes without duplicates. The second write is made to fail by a CHECK constraint, a real refusal."""
+    from deeprecall.vectorstores.pgvector import PgVectorStore
+
+    table = "t_split_" + uuid.uuid4().hex[:8]
+    store = PgVectorStore(table, dsn=pg_dsn, embedding_fn=embedder_of(8), create=True)
+    try:
+        per_write = store.write_limits().max_count
+        store._exec(f"DROP INDEX IF EXISTS {table}_hnsw")  # speed only: HNSW upkeep is most of a 20k insert
+        store._exec(f"ALTER TABLE {table} ADD CONSTRAINT no_poison CHECK (content <> 'poison')")
+        texts = [f"row {i}" for i in range(per_write + 1_000)]
+        texts[per_write + 500] = "poison"
+        with pytest.raises(VectorStoreError, match="no_poison"):
+            store.add_documents(texts)
+        assert per_write == 65_535 // 4 and store.count() == per_write
+        store._exec(f"ALTER TABLE {table} DROP CONSTRAINT no_poison")
+        store.add_documents(texts)
+        assert store.count() == len(texts)
+    finally:
+        store._exec(f"DROP TABLE IF EXISTS {table}")
+        store.close()
