@@ -14,6 +14,7 @@ from deeprecall.errors import VectorStoreError
 from deeprecall.vectorstores.write_batches import WriteLimits, document_bytes, write_slices
 from tests.vectorstores.conftest import DIM, embedder
 from tests.vectorstores.pinecone_standin import MAX_REQUEST_BYTES, MAX_UPSERT_VECTORS, StandInIndex
+from tests.vectorstores.test_spec import chroma_server  # noqa: F401  (a real `chroma run` on a free port)
 
 N = 20_000
 
@@ -35,6 +36,27 @@ def test_twenty_thousand_documents_in_one_call(make_store: Any, capsys: pytest.C
     assert hit.content == texts[12_345] and hit.metadata["n"] == 12_345
     with capsys.disabled():  # the figure docs/vectorstores.md quotes: `pytest -s -k twenty_thousand`
         print(f"\n{store.kind}: {N:,} documents in one add_documents call: {took:.2f} s")
+
+
+def test_chroma_server_takes_twenty_thousand_in_one_call(
+    chroma_server: str, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    """Over HTTP the limit is the server's own (its pre-flight max_batch_size), asked of the client; the
+    embedding function is a plain lambda, wrapped for Chroma on this path too."""
+    import chromadb
+
+    from deeprecall.vectorstores.chroma import ChromaStore
+
+    host, port = chroma_server.removeprefix("http://").split(":")
+    client = chromadb.HttpClient(host=host, port=int(port))
+    store = ChromaStore("docs", client=client, embedding_fn=lambda t: embedder()(t))
+    texts, metas = _docs(N)
+    start = time.perf_counter()
+    store.add_documents(texts, metas)
+    took = time.perf_counter() - start
+    assert store.count() == N and store.write_limits().max_count == client.get_max_batch_size() < N
+    with capsys.disabled():
+        print(f"\nchroma server (max_batch_size {client.get_max_batch_size()}): {N:,} documents: {took:.2f} s")
 
 
 def test_pinecone_requests_stay_within_its_limits() -> None:
