@@ -134,6 +134,17 @@ def test_ingest_documents() -> None:
     assert (report.chunks, report.added, report.already_present) == (11, 10, 1) and store.count() == 10
 
 
+def test_ingest_batches_larger_than_chroma_takes_are_split() -> None:
+    """A batch_size above Chroma's max_batch_size (5,461) used to fail the run with "Batch size ... is greater
+    than max batch size"; add_documents now splits each batch to what the store accepts."""
+    from deeprecall.vectorstores.chroma import ChromaStore
+
+    store = ChromaStore(f"ingest_big_{id(object())}", persist_directory=None, embedding_fn=HashingEmbedding(16))
+    docs = [(f"document {i}", {"n": i}) for i in range(6_000)]
+    report = ingest_documents(store, docs, batch_size=6_000)
+    assert report.added == 6_000 and store.count() == 6_000
+
+
 class FakeStream(io.StringIO):
     def __init__(self, tty: bool) -> None:
         super().__init__()
