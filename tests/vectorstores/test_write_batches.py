@@ -137,3 +137,14 @@ def test_a_failed_write_keeps_the_earlier_ones_and_a_rerun_completes(pg_dsn: str
     finally:
         store._exec(f"DROP TABLE IF EXISTS {table}")
         store.close()
+
+
+def test_attached_chroma_collection_embedding_itself_is_split_too(tmp_path: Any) -> None:
+    """The path where Chroma embeds with the collection's own function (no embedding_fn on attach)."""
+    from deeprecall.vectorstores.chroma import ChromaStore
+
+    ChromaStore("docs", persist_directory=str(tmp_path), embedding_fn=embedder_of(16)).add_documents(["seed"])
+    attached = ChromaStore.attach("docs", path=str(tmp_path), writable=True)
+    assert attached.embedding_fn is None
+    attached.add_documents([f"doc {i}" for i in range(6_000)])
+    assert attached.count() == 6_001
