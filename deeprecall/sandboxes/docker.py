@@ -148,6 +148,9 @@ class DockerSandbox:
             network_mode="none", read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={s.tmp_mb}m,mode=1777"},
             mem_limit=memory, memswap_limit=memory, pids_limit=s.pids_limit, nano_cpus=int(s.cpus * 1e9),
             cap_drop=["ALL"], security_opt=["no-new-privileges"], ipc_mode="none", init=False,
+            # The worker exits when its stdin closes (docker-py sets StdinOnce: when the host's attach goes, its
+            # death included); the engine then removes the container with no host left to ask it.
+            auto_remove=True,
         )
 
     def start_worker(self) -> DockerChannel:
@@ -185,6 +188,9 @@ class DockerSandbox:
                 self.api.remove_container(container_id, force=True, v=True)
             except self._errors.NotFound:
                 pass
+            except self._errors.APIError as e:
+                if e.status_code != 409:  # 409: the engine is already removing it (auto_remove)
+                    raise
             with self._lock:
                 self._live.discard(container_id)
 

@@ -44,6 +44,7 @@ from deeprecall.errors import ConfigError, SandboxError
 from deeprecall.sandboxes import isolation
 from deeprecall.sandboxes.base import SandboxSettings
 from deeprecall.sandboxes.protocol import launch_command
+from deeprecall.sandboxes.worker import WORKER_DIR_ENV
 
 log = logging.getLogger("deeprecall")
 SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
@@ -200,7 +201,7 @@ class LocalSandbox:
         if self.mode == "none":
             return ProcessChannel(launch_command(s.python, nice=NICE), env=dict(os.environ), cwd=os.getcwd())
         workdir = tempfile.mkdtemp(prefix="deeprecall-worker-")
-        env = dict(SAFE_ENV, HOME=workdir, TMPDIR=workdir)
+        env = dict(SAFE_ENV, HOME=workdir, TMPDIR=workdir, **{WORKER_DIR_ENV: workdir})
         return ProcessChannel(launch_command(s.python, ("-u", "-I", "-S"), nice=NICE), env=env, cwd=workdir, cleanup_dir=workdir)
 
     def close(self) -> None:

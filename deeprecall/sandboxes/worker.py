@@ -69,6 +69,7 @@ def wire_codec():
 
 dumps, loads = wire_codec()
 WORKER_FILENAME = "<deeprecall-worker>"
+WORKER_DIR_ENV = "DEEPRECALL_WORKER_DIR"  # a host directory this worker owns and removes when the host goes
 RESERVED = ("search_db", "llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched",
             "SHOW_VARS", "FINAL", "FINAL_VAR", "context", "ToolError")
 
@@ -151,6 +152,7 @@ class Worker:
         self.ns = {}
         self.reserved = {}
         self.output_cap = 20000
+        self.own_dir = os.environ.pop(WORKER_DIR_ENV, None)
 
     # -- wire -------------------------------------------------------------
     def send(self, msg):
@@ -172,7 +174,21 @@ class Worker:
                     slot[0].set()
             else:
                 self.tasks.put(msg)
-        os._exit(0)  # the host closed the stream: the query is over
+        self.leave()
+
+    def leave(self):
+        """The host closed the stream: the query is over, or the host died (even by SIGKILL, mid-cell or
+        mid-call, its end of the pipe closes). Nothing of this worker may outlive it: its own directory goes
+        (process isolation; namespaces and containers have no host directory), and so do the processes its cells
+        started, when it leads their group (process isolation; a namespace or container dies with its first
+        process)."""
+        if self.own_dir:
+            import shutil  # lazily: only the last thing a worker does
+
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+        if os.getpgid(0) == os.getpid() != 1:  # a namespace's or container's first process takes the rest along
+            os.killpg(os.getpid(), signal.SIGKILL)  # the group, this worker included
+        os._exit(0)
 
     # -- tools ------------------------------------------------------------
     def call(self, fn, **args):
