@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from deeprecall.events import AnswerEvent
+from deeprecall.observability.trace_file import read_trace
 from deeprecall.providers import build_chat_model
 from deeprecall.testing.scripted_server import Reply, ScriptedLLMServer, by_turn
 from tests.conftest import ROOT
@@ -93,17 +94,21 @@ def test_a_broken_member_is_failed_over(llm, make_engine, fault, streamed):
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
 def test_a_pool_with_only_silent_members_ends_with_llm_error_in_its_timeouts_not_the_budget(llm, make_engine,
-                                                                                          streamed):
+                                                                                          streamed, tmp_path):
     silent1 = llm(lambda r: Reply(hang=True))
     silent2 = llm(lambda r: Reply(text="x", stall_after=0))
     kwargs = {**pool_kwargs(silent1, silent2), "retries": 1}
-    engine = make_engine(silent1, backend="pool", backend_kwargs=kwargs, subs=(), max_seconds=60)
+    engine = make_engine(silent1, backend="pool", backend_kwargs=kwargs, subs=(), max_seconds=60, trace_dir=tmp_path)
     assert litellm_warmed()
     start = time.monotonic()
     result = run(engine, streamed)
     # The last word is the Router's (every member cooling down after its timeout); the query's error is llm_error.
     assert result.error == "llm_error" and "pool:" in (result.error_message or "")
     assert time.monotonic() - start < 10, "the query ended on its members' timeouts, not on max_seconds"
+    [trace_path] = tmp_path.iterdir()
+    trace = read_trace(trace_path)
+    assert trace.result is not None and trace.result["error"] == "llm_error", "the trace records how the query ended"
+    assert "pool:" in trace.result["error_message"]
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
