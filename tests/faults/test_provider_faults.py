@@ -70,7 +70,7 @@ def test_a_silent_member_costs_its_timeout_then_the_pool_fails_over(llm, make_en
     took = time.monotonic() - start
     assert result.error is None and result.answer == "answered by the healthy member"
     assert len(silent.requests) == 1, "the silent member was tried once, then cooled down"
-    assert took < POOL_TIMEOUT + 2, f"the silent member cost {took:.1f}s, more than its timeout"
+    assert took < POOL_TIMEOUT + 4, f"the silent member cost {took:.1f}s, more than its timeout"
 
 
 OPENED = {"200 with a non-JSON body", "truncated JSON"}
