@@ -80,14 +80,16 @@ def start_server(latency: float, chunk_delay: float = 0.0) -> tuple[multiprocess
 ISOLATION = "auto"  # what users get by default: namespace (bubblewrap) where it works, else process
 
 
-def build_engine(base_url: str, pool: int) -> DeepRecall:
+def build_engine(base_url: str, pool: int, environment: str = "local") -> DeepRecall:
     store = ChromaStore("bench-overhead", persist_directory=None, embedding_fn=HashingEmbedding())
     store.add_documents([f"Document {i}: the widget line report number {i} about topic-{i % 40}" for i in range(200)],
                         [{"n": i} for i in range(200)])
     config = DeepRecallConfig(
         backend="vllm", backend_kwargs={"model_name": "root", "base_url": base_url, "max_retries": 0},
         other_backends=["vllm"], other_backend_kwargs=[{"model_name": "sub", "base_url": base_url, "max_retries": 0}],
-        environment_kwargs={"pool_size": pool, "isolation": ISOLATION} if _has_isolation() else {"pool_size": pool},
+        environment=environment,
+        environment_kwargs=({"pool_size": pool, "isolation": ISOLATION} if environment == "local" and _has_isolation()
+                            else {"pool_size": pool}),
     )
     return DeepRecall(vectorstore=store, config=config)
 
