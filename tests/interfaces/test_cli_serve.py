@@ -64,7 +64,10 @@ def workers_of(pid: int) -> list[int]:
     """The server's child processes (each sandbox worker leads its own process group)."""
     children: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        children += [int(c) for c in (task / "children").read_text().split()]
+        try:  # a thread can end between the listing and the read
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
     return children
 
 
@@ -103,7 +106,8 @@ def test_sigterm_lets_a_query_in_flight_finish(tmp_path, llm):
         rest = "\n".join(lines)
     assert '"content":"Lyon"' in rest and rest.strip().endswith("data: [DONE]")
     assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
-    assert workers and not any(group_alive(w) for w in workers)
+    assert workers
+    all_gone(workers)
 
 
 def test_sigterm_cancels_a_query_outlasting_the_grace_period(tmp_path, llm):
@@ -124,7 +128,8 @@ def test_sigterm_cancels_a_query_outlasting_the_grace_period(tmp_path, llm):
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
         took = time.monotonic() - sent
     assert "[DONE]" not in rest and took < 8, took
-    assert workers and not any(group_alive(w) for w in workers)
+    assert workers
+    all_gone(workers)
     assert len(server.requests) == 1
 
 
@@ -178,7 +183,15 @@ def test_serve_with_two_worker_processes_answers_and_leaves_nothing_behind(tmp_p
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert "each process counts the keys' limits on its own" in err  # no redis_url: the warning
-    assert len(family) >= 4 and not any(alive(p) or group_alive(p) for p in family)
+    assert len(family) >= 4
+    all_gone(family)
+
+
+def all_gone(pids: list[int]) -> None:
+    """No process of ``pids`` nor of their groups is left. A sandboxed process is killed by the kernel when its
+    namespace's init dies, and its exit can trail the server's by milliseconds (seen in CI), so this is checked
+    over a short window, not at one instant."""
+    wait_until(lambda: not any(alive(p) or group_alive(p) for p in pids), 5, f"the server's processes {pids} gone")
 
 
 def alive(pid: int) -> bool:
