@@ -41,7 +41,7 @@ test: install lint typecheck
 	bash scripts/local_llm.sh all & llm=$$!; bash scripts/services.sh all; ok=$$?; wait $$llm && [ $$ok -eq 0 ]
 	eval "$$(bash scripts/services.sh env)"; \
 	export DEEPRECALL_REQUIRE_DOCKER=1 DEEPRECALL_REQUIRE_ISOLATION=1 DEEPRECALL_REQUIRE_REALMODEL=1 \
-	       DEEPRECALL_REQUIRE_BROWSER=1 DEEPRECALL_REQUIRE_REDIS=1; \
+	       DEEPRECALL_REQUIRE_BROWSER=1 DEEPRECALL_REQUIRE_REDIS=1 DEEPRECALL_REQUIRE_FAULTS=1; \
 	$(VENV)/bin/pytest -q -rs -p no:cacheprovider --durations=15
 
 # Without the services: docker and postgres tests skip.

@@ -173,7 +173,7 @@ class ChromaStore(StoreAdapter):
         except Exception as e:
             if _ours(e, "query"):
                 raise
-            raise VectorStoreError(f"Chroma query failed: {e}{_offline_hint(e)}") from e
+            raise VectorStoreError(f"{self!r}: query failed: {_described(e)}{_offline_hint(e, vector is None)}") from e
         rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
         return [self._hit(i, doc, meta, 1.0 - float(dist)) for i, doc, meta, dist in rows]
 
@@ -194,7 +194,7 @@ class ChromaStore(StoreAdapter):
         except Exception as e:
             if _ours(e, "upsert"):
                 raise
-            raise VectorStoreError(f"Chroma upsert failed: {e}{_offline_hint(e)}") from e
+            raise VectorStoreError(f"{self!r}: upsert failed: {_described(e)}{_offline_hint(e, not vectors)}") from e
         self._mark_revision()
 
     def _mark_revision(self) -> None:
@@ -382,8 +382,16 @@ def _ours(error: Exception, operation: str) -> bool:
     return True
 
 
-def _offline_hint(error: Exception) -> str:
-    """Chroma's default embedding downloads its model on first use; offline that fails with a network error."""
+def _described(error: Exception) -> str:
+    """The error's type and text: a server that went away says "[Errno 111] Connection refused" alone."""
+    return f"{type(error).__name__}: {error}"
+
+
+def _offline_hint(error: Exception, chroma_embedded: bool) -> str:
+    """Chroma's default embedding downloads its model on first use; offline that fails with a network error.
+    Only when Chroma embedded the text itself: with vectors passed in, a network error is the server's."""
+    if not chroma_embedded:
+        return ""
     if type(error).__module__.startswith(("httpx", "requests", "urllib3")) or "onnx" in str(error).lower():
         from deeprecall.embeddings.base import OFFLINE_ROUTE
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from deeprecall.errors import ConfigError, MissingDependencyError, VectorStoreError
 from deeprecall.vectorstores import filters as fl
@@ -41,6 +42,7 @@ from deeprecall.vectorstores.write_batches import JSON_FLOAT_BYTES, WriteLimits
 
 _OPS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 MAX_BIND_PARAMETERS = 65_535  # PostgreSQL's wire protocol counts a statement's parameters in 16 bits
+T = TypeVar("T")
 _DISTANCE = {"cosine": ("<=>", "vector_cosine_ops"), "l2": ("<->", "vector_l2_ops"), "ip": ("<#>", "vector_ip_ops")}
 
 
@@ -112,6 +114,10 @@ class PgVectorStore(StoreAdapter):
     read-only unless ``writable=True``; ``create=True`` creates a missing table
     (id text primary key, content text, metadata jsonb, embedding vector(dim)).
     ``table`` may be schema-qualified (``"rag.docs"``).
+
+    A connection the server dropped (a restart, a failover) is replaced by a new one from ``dsn`` on the
+    next call, and a call that finds its connection dropped is retried once on a new one, so a store that
+    went away and came back serves the next query. A ``connection`` passed in is the caller's to replace.
     """
 
     kind = "pgvector"
@@ -141,10 +147,13 @@ class PgVectorStore(StoreAdapter):
         self.metadata_columns = list(metadata_columns or [])
         self.distance = distance
         self._table = self.sql.Identifier(*table.split("."))
+        self._dsn = dsn or "" if connection is None else None
+        self._reconnecting = threading.Lock()
         with vendor_errors(repr(self), "connecting"):
             import psycopg
 
-            self.conn = connection if connection is not None else psycopg.connect(dsn or "", autocommit=True)
+            self._lost = psycopg.OperationalError
+            self.conn = connection if connection is not None else psycopg.connect(self._dsn or "", autocommit=True)
             self._regclass = self._table.as_string(self.conn)  # quoted, so to_regclass keeps the name's case
             created = self._ensure_table(create)
             dim = self._stored_dim()
@@ -154,11 +163,40 @@ class PgVectorStore(StoreAdapter):
         self._where = _Where(self.metadata_column, set(self.metadata_columns))
         check_dimension(dim, embedding_fn, repr(self))
 
-    # -- set-up --------------------------------------------------------------------
+    # -- the connection --------------------------------------------------------------
+    def _on_connection(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(conn)``; if the server dropped the connection (a restart), once more on a new one."""
+        conn = self._live()
+        try:
+            return work(conn)
+        except self._lost:
+            if self._dsn is None or not conn.broken:
+                raise
+        return work(self._reconnect(conn))
+
+    def _live(self) -> Any:
+        conn = self.conn
+        return self._reconnect(conn) if conn.closed and self._dsn is not None else conn
+
+    def _reconnect(self, dropped: Any) -> Any:
+        """Replace ``dropped`` (once, however many threads saw it drop); raises if the server is still away."""
+        import psycopg
+
+        with self._reconnecting:
+            if self.conn is dropped:
+                self.conn = psycopg.connect(self._dsn or "", autocommit=True)
+                dropped.close()
+            return self.conn
+
     def _exec(self, query: Any, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if cur.description else []
+        def work(conn: Any) -> list[tuple[Any, ...]]:
+            with conn.cursor() as cur:
+                cur.execute(query, params)
+                return cur.fetchall() if cur.description else []
+
+        return self._on_connection(work)
+
+    # -- set-up --------------------------------------------------------------------
 
     def _ensure_table(self, create: bool) -> bool:
         if self._exec("SELECT to_regclass(%s)", [self._regclass])[0][0] is not None:
@@ -206,11 +244,16 @@ class PgVectorStore(StoreAdapter):
         op = _DISTANCE[self.distance][0]
         q = s.SQL("SELECT {}, {} " + op + " %s::vector AS _d FROM {}{} ORDER BY _d LIMIT %s").format(
             self._select_list(), s.Identifier(self.vector_column), self._table, where)
-        with vendor_errors(repr(self), "query"), self.conn.transaction(), self.conn.cursor() as cur:
-            if self._iterative:
-                cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-            cur.execute(q, [vector_literal(vector or []), k])
-            rows = cur.fetchall()
+
+        def work(conn: Any) -> list[tuple[Any, ...]]:
+            with conn.transaction(), conn.cursor() as cur:
+                if self._iterative:
+                    cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                cur.execute(q, [vector_literal(vector or []), k])
+                return list(cur.fetchall())
+
+        with vendor_errors(repr(self), "query"):
+            rows = self._on_connection(work)
         return [self._hit(r[:-1], _score(self.distance, float(r[-1]))) for r in rows]
 
     def _hit(self, row: Sequence[Any], score: float) -> Hit:
@@ -242,8 +285,8 @@ class PgVectorStore(StoreAdapter):
             s.Identifier(self.id_column), updates)
         params = [x for i, t, m, v in zip(ids, texts, metas, vectors, strict=True)
                   for x in (i, t, *self._meta_values(m), vector_literal(v))]
-        with vendor_errors(repr(self), "insert"), self.conn.cursor() as cur:
-            cur.execute(q, params)
+        with vendor_errors(repr(self), "insert"):
+            self._exec(q, params)  # retried on a new connection if the old one dropped: an upsert, so idempotent
 
     def _meta_values(self, meta: Metadata) -> list[Any]:
         if self.metadata_columns:
@@ -277,9 +320,13 @@ class PgVectorStore(StoreAdapter):
             return sorted(self.metadata_columns)
         q = self.sql.SQL("SELECT DISTINCT k FROM (SELECT {} AS m FROM {} LIMIT 50) s, jsonb_object_keys(s.m) k").format(
             self.sql.Identifier(self.metadata_column or "metadata"), self._table)
+        def work(conn: Any) -> list[str]:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(q)
+                return sorted(r[0] for r in cur.fetchall())
+
         try:
-            with self.conn.transaction():
-                return sorted(r[0] for r in self._exec(q))
+            return self._on_connection(work)
         except Exception:
             return []
 

@@ -1,0 +1,119 @@
+"""Private instances of the services a fault test stops: a PostgreSQL with pgvector and a Chroma server, each
+with its own data directory and port, so stopping one never touches the shared services other tests use.
+
+They need what ``scripts/services.sh`` installs (PostgreSQL 15, pgvector, root to run it as ``postgres``) and
+chromadb from the test extra. A missing part skips, except under ``DEEPRECALL_REQUIRE_FAULTS=1`` (``make test``
+sets it), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+REQUIRE = "DEEPRECALL_REQUIRE_FAULTS"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PGVECTOR = Path("/usr/share/postgresql/15/extension/vector.control")
+
+
+def require(problem: str | None) -> None:
+    """Skip on ``problem``, or fail under ``DEEPRECALL_REQUIRE_FAULTS=1``."""
+    if problem is None:
+        return
+    if os.environ.get(REQUIRE) == "1":
+        pytest.fail(f"{REQUIRE}=1 but {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
+def postgres_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "a private PostgreSQL is started as the postgres user, which needs root"
+    if not (PG_BIN / "pg_ctl").exists() or not PGVECTOR.exists():
+        return "PostgreSQL 15 with pgvector is not installed; run scripts/services.sh postgres"
+    return None
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster with a password (so a test can check it never leaks) on a free port."""
+
+    password = "Pg-s3cret-Faults"
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="deeprecall-faults-pg-"))
+        self.root.chmod(0o700)
+        shutil.chown(self.root, "postgres", "postgres")  # initdb, the server and its log run as postgres
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.dsn = f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
+        (self.root / "pw").write_text(self.password)
+        self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--no-sync", "-E", "UTF8",
+                          "-A", "scram-sha-256", "--pwfile", str(self.root / "pw"))
+
+    def _as_postgres(self, *argv: str, timeout: float = 60) -> None:
+        run = subprocess.run(["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True,
+                             timeout=timeout, cwd=self.root, stdin=subprocess.DEVNULL)
+        assert run.returncode == 0, f"{argv[0]} failed: {run.stderr[-800:]}"
+
+    def start(self) -> None:
+        # fsync off (the page cache outlives the server), but commits wait for the WAL: an immediate stop keeps them
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data} -c fsync=off"
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                          "-t", "30", "-o", options, "start")
+
+    def stop_now(self) -> None:
+        """``pg_ctl stop -m immediate``: every backend dies at once, as in a crash; clients see closed sockets."""
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def close(self) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m",
+                        "immediate", "stop"], capture_output=True, timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def chroma_problem() -> str | None:
+    if not (Path(sys.executable).parent / "chroma").exists():
+        return "chromadb's `chroma` command is not installed (pip install -e '.[test]')"
+    return None
+
+
+class PrivateChroma:
+    """A real ``chroma run`` on a free loopback port over its own directory; it can be SIGKILLed and restarted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.port = path, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, within: float = 60) -> None:
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "chroma"), "run", "--path", str(self.path),
+                                      "--host", "127.0.0.1", "--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=1).close()
+                return
+            except OSError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, "chroma run did not start"
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
