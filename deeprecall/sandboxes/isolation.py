@@ -48,16 +48,17 @@ DROP_PRIVILEGES = (
     "if os.getuid()!={uid} or os.geteuid()!={uid}:raise SystemExit('deeprecall: privilege drop failed')\n"
 )
 
-# The ``unshare`` route has no bubblewrap to build the new root, so the
-# interpreter does it itself (stdlib + ctypes), then chroots and drops
-# privileges before the worker's bootstrap runs in the same process.
-UNSHARE_PRELUDE = r"""
+# The ``unshare`` route and the zygote have no bubblewrap to build the new
+# root, so the worker does it itself (stdlib + ctypes), then chroots and drops
+# privileges before the worker's code runs in the same process. ``_P`` holds
+# the parameters (``setup_params``). Changing uid clears the parent-death
+# signal, so it is set again last (prctl 1 = PR_SET_PDEATHSIG, 9 = SIGKILL).
+SETUP_BODY = r"""
 import ctypes,os
 _c=ctypes.CDLL(None,use_errno=True)
 def _m(src,dst,fs,fl,data=None):
     if _c.mount(src.encode() if src else None,dst.encode(),fs.encode() if fs else None,fl,data.encode() if data else None)!=0:
         e=ctypes.get_errno();raise OSError(e,'mount %s: %s'%(dst,os.strerror(e)))
-_P=__P__
 _N='/tmp'
 _m(None,'/',None,(1<<14)|(1<<18))
 _m('tmpfs',_N,'tmpfs',6,'mode=0755,size=1m')
@@ -85,6 +86,7 @@ else:
     _z=(ctypes.c_uint32*6)()
     if _c.capset(ctypes.byref(_H(0x20080522,0)),_z)!=0:raise SystemExit('deeprecall: capset failed')
 if _c.prctl(38,1,0,0,0)!=0:raise SystemExit('deeprecall: no_new_privs failed')
+_c.prctl(1,9,0,0,0)
 del _c,_m,_P,_N
 """
 
@@ -179,17 +181,24 @@ def unshare_command(python: str, worker_argv: list[str], *, tmp_mb: int, as_root
     """The ``unshare`` argv; the prelude inside ``worker_argv`` builds the root itself."""
     unshare = shutil.which("unshare") or "unshare"
     argv = [unshare, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--propagation", "private"]
+    setpriv = shutil.which("setpriv")
+    if setpriv:  # --kill-child ties the worker to unshare; this ties unshare to the host (else a busy worker outlives it)
+        argv = [setpriv, "--pdeathsig", "KILL", *argv]
     if not as_root:
         argv += ["--user", "--map-root-user"]
     return [*argv, "--", *worker_argv]
 
 
-def unshare_prelude(python: str, *, tmp_mb: int, as_root: bool) -> str:
+def setup_params(python: str, *, tmp_mb: int, as_root: bool) -> dict[str, object]:
+    """What ``SETUP_BODY`` builds for one worker: its root's contents and, as root, its own uid."""
     ro = _read_only_paths(python)
     dirs = sorted({p for path in ro for p in _ancestors(path)} | {"/dev", "/proc", "/tmp"})
     uid, gid = _unique_ids() if as_root else (None, None)
-    params = {"dirs": dirs, "links": _root_links(), "binds": ro, "tmp_kb": tmp_mb << 10, "uid": uid, "gid": gid}
-    return UNSHARE_PRELUDE.replace("__P__", repr(params))
+    return {"dirs": dirs, "links": _root_links(), "binds": ro, "tmp_kb": tmp_mb << 10, "uid": uid, "gid": gid}
+
+
+def unshare_prelude(python: str, *, tmp_mb: int, as_root: bool) -> str:
+    return f"_P={setup_params(python, tmp_mb=tmp_mb, as_root=as_root)!r}\n{SETUP_BODY}"
 
 
 def sandboxed_argv(tool: str, python: str, *, code: str | None = None, tmp_mb: int = 64,

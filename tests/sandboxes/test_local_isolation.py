@@ -52,11 +52,22 @@ def _probe(llm: Any, make_engine: Any, tmp_path: Any, monkeypatch: pytest.Monkey
     return dict(json.loads(line[len("RESULT "):]))
 
 
-@pytest.mark.parametrize("tool", ["bwrap", "unshare"])
-def test_namespace_tools_hold_and_search_db_works(tool: str, llm: Any, make_engine: Any, tmp_path: Any,
+ROUTES = ["bwrap", "unshare", "zygote"]  # exec through each tool, and forks of the warmed template (the default)
+
+
+def route_kwargs(route: str) -> dict[str, str]:
+    """environment_kwargs that start namespace workers by ``route``; skips (fails under make test) if it cannot."""
+    if route == "zygote":
+        namespace_tool()
+        return {"isolation": "namespace", "worker_start": "zygote"}
+    namespace_tool(route)
+    return {"isolation": "namespace", "namespace_tool": route, "worker_start": "exec"}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_namespace_tools_hold_and_search_db_works(route: str, llm: Any, make_engine: Any, tmp_path: Any,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    namespace_tool(tool)
-    res = _probe(llm, make_engine, tmp_path, monkeypatch, isolation="namespace", namespace_tool=tool)
+    res = _probe(llm, make_engine, tmp_path, monkeypatch, **route_kwargs(route))
     assert res["hits"] == ["doc0"]
     assert res["uid"] != 0 and res["cwd"] == "/tmp" and res["tmp"] == []
     assert res["net"] != "ok" and res["host_file"] != "host data" and res["secret_env"] is None
@@ -107,33 +118,43 @@ def test_unknown_or_bad_kwargs_are_config_errors() -> None:
 
 
 HOST_SCRIPT = """
-import sys, time
+import json, sys, threading, time
 from deeprecall.sandboxes.local import LocalSandbox
 from deeprecall.sandboxes.protocol import WorkerSession
-sandbox = LocalSandbox(isolation="namespace", namespace_tool=sys.argv[1])
+sandbox = LocalSandbox(**json.loads(sys.argv[1]))
 session = WorkerSession(sandbox.start_worker())
 session.handshake(30)
 session.init(context={}, handler=lambda fn, args: None, output_cap=1000, limits=sandbox.settings.limits())
 code = ("import subprocess, sys\\n"
         "subprocess.Popen([sys.executable, '-c', 'import time\\\\nwhile True: time.sleep(0.2)', %r], start_new_session=True)")
 print(session.execute(code % sys.argv[2], timeout=10).stderr, flush=True)
+# Then hold the worker's GIL in C (no bytecode runs, so its stdin reader never sees the host go): only the
+# death signals (bwrap's --die-with-parent, the zygote's chain) can end it.
+threading.Thread(target=session.execute, args=("sum(range(10**15))",), kwargs={"timeout": 600}, daemon=True).start()
+time.sleep(0.5)
+zygote = getattr(sandbox, "_zygote", None)
+print("template", zygote.template_pid if zygote else "", flush=True)
 print("ready", flush=True)
 time.sleep(600)
 """
 
 
-@pytest.mark.parametrize("tool", ["bwrap", "unshare"])
-def test_the_sandbox_dies_when_the_host_is_killed(tool: str) -> None:
-    """SIGKILL the host mid-query: nothing the worker started survives it."""
-    namespace_tool(tool)
+@pytest.mark.parametrize("route", ROUTES)
+def test_the_sandbox_dies_when_the_host_is_killed(route: str) -> None:
+    """SIGKILL the host mid-query: nothing the worker started survives it (nor the template)."""
+    kwargs = json.dumps(route_kwargs(route))
     mark = f"deeprecall-orphan-{os.urandom(4).hex()}"
-    host = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOST_SCRIPT), tool, mark], stdout=subprocess.PIPE,
-                            text=True, cwd=os.getcwd())
+    host = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOST_SCRIPT), kwargs, mark],
+                            stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
     try:
         assert host.stdout is not None
+        template = None
         for line in host.stdout:
+            if line.startswith("template "):
+                template = int(line.split()[1]) if line.split()[1:] else None
             if line.strip() == "ready":
                 break
+        assert (template is not None) == (route == "zygote")
         deadline = time.monotonic() + 10
         while not processes_matching(mark) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -142,6 +163,15 @@ def test_the_sandbox_dies_when_the_host_is_killed(tool: str) -> None:
         host.send_signal(signal.SIGKILL)
         host.wait()
     deadline = time.monotonic() + 10
-    while processes_matching(mark) and time.monotonic() < deadline:
+    while (processes_matching(mark) or (template and alive(template))) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not processes_matching(mark)
+    assert not (template and alive(template)), "the worker template outlived the host"
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
