@@ -78,6 +78,7 @@ def start_server(latency: float, chunk_delay: float = 0.0) -> tuple[multiprocess
 
 
 ISOLATION = "auto"  # what users get by default: namespace (bubblewrap) where it works, else process
+WORKER_START = "zygote"  # namespace workers forked from the warmed template (the default), or "exec"
 
 
 def build_engine(base_url: str, pool: int, environment: str = "local") -> DeepRecall:
@@ -88,7 +89,8 @@ def build_engine(base_url: str, pool: int, environment: str = "local") -> DeepRe
         backend="vllm", backend_kwargs={"model_name": "root", "base_url": base_url, "max_retries": 0},
         other_backends=["vllm"], other_backend_kwargs=[{"model_name": "sub", "base_url": base_url, "max_retries": 0}],
         environment=environment,
-        environment_kwargs=({"pool_size": pool, "isolation": ISOLATION} if environment == "local" and _has_isolation()
+        environment_kwargs=({"pool_size": pool, "isolation": ISOLATION, "worker_start": WORKER_START}
+                            if environment == "local" and _has_isolation()
                             else {"pool_size": pool}),
     )
     return DeepRecall(vectorstore=store, config=config)

@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py [--seconds 20] [--concurrency 16 64] [--latency-ms 0 50]
                                     [--spawn 20] [--isolation auto|namespace|process|none]
+                                    [--worker-start zygote|exec]
 
 The query is overhead.py's (2 turns, 1 sub-call, 2 searches over 200 Chroma documents, local sandbox, a fresh
 worker per query); its server, engine and checks are imported from there. Each cell runs that many threads, each
@@ -76,15 +77,23 @@ def machine_busy() -> float:
 def worker_start_cpu(engine: DeepRecall, count: int) -> float:
     """Host plus worker CPU of one worker start-up (and its kill), averaged over ``count`` started one at a time.
 
-    The worker's own CPU is read from /proc before the kill (its whole tree: bwrap and the worker in its PID
+    Forked workers (the default): the template's CPU including its reaped children (keepers, which reap the
+    workers). Exec workers: each worker's tree from /proc before the kill (bwrap and the worker in its PID
     namespace), since a worker killed inside a PID namespace is not reaped by us and getrusage misses it."""
     pool = engine._pool  # the engine's own pool: the same sandbox settings its queries get
+    pool.spawn().kill()  # a forking sandbox starts its template with the first worker: not part of one start-up
+    template = getattr(getattr(engine.sandbox, "_zygote", None), "template_pid", None)
     host, worker = time.process_time(), 0.0
+    before = proc_cpu(template) if template else 0.0
     for _ in range(count):
         session = pool.spawn()
         pid = session._channel.pid  # type: ignore[attr-defined]
-        worker += sum(proc_cpu(p) for p in [pid, *descendants(pid)])
+        if not template:
+            worker += sum(proc_cpu(p) for p in [pid, *descendants(pid)])
         session.kill()
+    if template:  # the template reaps each worker's keeper, which reaps the worker: all of it lands in its cutime
+        time.sleep(0.3)
+        worker = proc_cpu(template) - before
     return (time.process_time() - host + worker) / count
 
 
@@ -150,8 +159,11 @@ def main() -> None:
     parser.add_argument("--spawn", type=int, default=20, help="workers started to measure one start-up (default 20)")
     parser.add_argument("--isolation", default="auto", choices=["auto", "namespace", "process", "none"],
                         help="the local sandbox's isolation (default: auto, what users get)")
+    parser.add_argument("--worker-start", default="zygote", choices=["zygote", "exec"],
+                        help="namespace workers forked from the template (default) or exec'd each")
     args = parser.parse_args()
     overhead.ISOLATION = args.isolation
+    overhead.WORKER_START = args.worker_start
     print(f"CPU speed check: a 3M-iteration Python loop took {overhead.cpu_check():.2f} s "
           "(a fast desktop core: ~0.1 s; figures scale with it)")
     before = overhead.cpu_times()
@@ -172,7 +184,8 @@ def main() -> None:
                   f"failed {cell.failed} ({errors})", flush=True)
         proc.terminate()
         proc.join()
-    print(f"\nthroughput, local sandbox ({mode} isolation), {args.seconds:g} s per cell; CPU in ms per query:")
+    print(f"\nthroughput, local sandbox ({mode} isolation, worker start {args.worker_start}), {args.seconds:g} s per "
+          "cell; CPU in ms per query:")
     header = f"{'latency':>8} {'conc':>5} {'q/s':>7} {'ideal':>7} {'failed':>6} {'host':>7} {'workers':>8} " \
              f"{'host+wk':>8} {'wk start':>9} {'remainder':>10}"
     print(header)

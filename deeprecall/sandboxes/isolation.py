@@ -50,16 +50,21 @@ DROP_PRIVILEGES = (
 
 # The ``unshare`` route and the zygote have no bubblewrap to build the new
 # root, so the worker does it itself (stdlib + ctypes), then chroots and drops
-# privileges before the worker's code runs in the same process. ``_P`` holds
-# the parameters (``setup_params``). Changing uid clears the parent-death
-# signal, so it is set again last (prctl 1 = PR_SET_PDEATHSIG, 9 = SIGKILL).
-SETUP_BODY = r"""
+# privileges before the worker's code runs in the same process. SETUP_BODY is
+# three parts: helpers, the read-only base root (which the zygote, as root,
+# builds once for all its workers) and the worker's own /proc, /tmp and uid.
+# ``_P`` holds the parameters (``setup_params``). Changing uid clears the
+# parent-death signal, so it is set again last (prctl 1 = PR_SET_PDEATHSIG).
+SETUP_COMMON = r"""
 import ctypes,os
 _c=ctypes.CDLL(None,use_errno=True)
 def _m(src,dst,fs,fl,data=None):
     if _c.mount(src.encode() if src else None,dst.encode(),fs.encode() if fs else None,fl,data.encode() if data else None)!=0:
         e=ctypes.get_errno();raise OSError(e,'mount %s: %s'%(dst,os.strerror(e)))
 _N='/tmp'
+"""
+# The read-only root every worker shares the contents of (the zygote builds it once, in its own mount namespace).
+SETUP_BASE = r"""
 _m(None,'/',None,(1<<14)|(1<<18))
 _m('tmpfs',_N,'tmpfs',6,'mode=0755,size=1m')
 for _d in _P['dirs']:
@@ -74,9 +79,13 @@ for _s in _P['binds']:
     _m(None,_N+_s,None,4096|32|1|2|4)
 for _d in ('null','zero','random','urandom'):
     open(_N+'/dev/'+_d,'a').close();_m('/dev/'+_d,_N+'/dev/'+_d,None,4096)
+_m(None,_N,None,32|1|2|4)
+_m(None,_N,None,4096|32|1|2|4)
+"""
+# Each worker's own part: its /proc, its /tmp, the chroot and its uid.
+SETUP_WORKER = r"""
 _m('proc',_N+'/proc','proc',2|4|8)
 _m('tmpfs',_N+'/tmp','tmpfs',6,'mode=1777,size=%dk'%_P['tmp_kb'])
-_m(None,_N,None,4096|32|1|2|4)
 os.chroot(_N);os.chdir('/tmp')
 if _P['uid'] is not None:
     os.setgroups([]);os.setresgid(_P['gid'],_P['gid'],_P['gid']);os.setresuid(_P['uid'],_P['uid'],_P['uid'])
@@ -89,6 +98,7 @@ if _c.prctl(38,1,0,0,0)!=0:raise SystemExit('deeprecall: no_new_privs failed')
 _c.prctl(1,9,0,0,0)
 del _c,_m,_P,_N
 """
+SETUP_BODY = SETUP_COMMON + SETUP_BASE + SETUP_WORKER
 
 
 @dataclass(frozen=True)

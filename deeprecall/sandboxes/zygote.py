@@ -146,7 +146,11 @@ class Zygote:
         self._control = host
         self._stderr_tail.clear()
         threading.Thread(target=self._drain, args=(self._proc.stderr,), name="deeprecall-template", daemon=True).start()
-        config = {"worker": worker_source().decode("ascii"), "setup": isolation.SETUP_BODY, "as_root": self.as_root,
+        # As root the template builds the shared read-only root once; otherwise each worker builds its own (a
+        # user namespace of the template's own would have to be nested in every worker's).
+        base, setup = ((isolation.SETUP_COMMON + isolation.SETUP_BASE, isolation.SETUP_COMMON + isolation.SETUP_WORKER)
+                       if self.as_root else (None, isolation.SETUP_BODY))
+        config = {"worker": worker_source().decode("ascii"), "base": base, "setup": setup, "as_root": self.as_root,
                   "host_uid": os.geteuid(), "host_gid": os.getegid(), "nice": self._nice,
                   "probe": self._params_for_one()}
         try:

@@ -80,6 +80,10 @@ class Template:
     def __init__(self, control: socket.socket, config: dict[str, Any]) -> None:
         self.control = control
         self.worker_source = config["worker"].encode("ascii")
+        if config["base"]:  # as root: the read-only root is built once, in the template's own mount namespace
+            if libc.unshare(CLONE_NEWNS) != 0:
+                fail("unshare(CLONE_NEWNS)")
+            exec(compile(config["base"], "<deeprecall-base>", "exec"), {"_P": config["probe"]})
         self.setup = compile(config["setup"], "<deeprecall-setup>", "exec")
         self.as_root = config["as_root"]
         self.host_ids = (config["host_uid"], config["host_gid"])
