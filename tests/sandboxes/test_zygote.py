@@ -1,0 +1,90 @@
+"""Workers forked from the warmed template: what a user of the local sandbox relies on beyond the security suite.
+
+The template is replaced if it dies, ends with the sandbox, hands each worker only its own pipes, and a worker
+runs only the worker code the host sends (a template left over from another version refuses)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from deeprecall.errors import SandboxError
+from deeprecall.sandboxes.local import LocalSandbox
+from deeprecall.sandboxes.protocol import WorkerSession
+from tests.sandboxes.support import namespace_tool
+
+pytestmark = pytest.mark.isolation  # a skip is a failure under DEEPRECALL_REQUIRE_ISOLATION=1
+
+
+@pytest.fixture
+def sandbox() -> Iterator[LocalSandbox]:
+    namespace_tool()
+    box = LocalSandbox(isolation="namespace", worker_start="zygote", pool_size=0)
+    yield box
+    box.close()
+
+
+def started(box: LocalSandbox) -> WorkerSession:
+    session = WorkerSession(box.start_worker())
+    session.handshake(30)
+    session.init(context={}, handler=lambda fn, args: None, output_cap=10_000, limits=box.settings.limits())
+    return session
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_worker_holds_only_its_own_pipes(sandbox: LocalSandbox) -> None:
+    session = started(sandbox)
+    assert sandbox._zygote is not None and sandbox._zygote_off is None  # forked, not exec'd
+    code = ("import os\nfor f in os.listdir('/proc/self/fd'):\n"
+            "    try:\n        print(os.readlink('/proc/self/fd/' + f))\n    except OSError:\n        pass")
+    cell = session.execute(code, timeout=10)
+    out = cell.stdout + cell.stderr
+    session.kill()
+    assert "socket:" not in out and out.count("pipe:") >= 3, out  # no control socket, no other worker's pipe
+
+
+def test_a_killed_template_is_replaced_and_the_next_worker_starts(sandbox: LocalSandbox) -> None:
+    started(sandbox).kill()
+    assert sandbox._zygote is not None
+    first = sandbox._zygote.template_pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    assert gone(first)
+    session = started(sandbox)
+    assert session.execute("print(6 * 7)", timeout=10).stdout.strip() == "42"
+    session.kill()
+    assert sandbox._zygote.template_pid not in (None, first)
+
+
+def test_closing_the_sandbox_ends_the_template_and_its_workers(sandbox: LocalSandbox) -> None:
+    session = started(sandbox)
+    worker = session._channel.pid  # type: ignore[attr-defined]
+    assert sandbox._zygote is not None
+    template = sandbox._zygote.template_pid
+    assert template is not None
+    sandbox.close()
+    assert gone(template) and gone(worker)
+
+
+def test_a_worker_refuses_code_other_than_the_templates(sandbox: LocalSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    started(sandbox).kill()  # the template holds this version's worker
+    monkeypatch.setattr("deeprecall.sandboxes.protocol.worker_source", lambda: b"# another version\n" * 900)
+    session = WorkerSession(sandbox.start_worker())
+    with pytest.raises(SandboxError, match="different worker"):
+        session.handshake(10)
