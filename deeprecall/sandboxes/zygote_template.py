@@ -70,8 +70,8 @@ def new_namespaces(as_root: bool, uid: int, gid: int) -> None:
         flags |= CLONE_NEWUSER
     if libc.unshare(flags | CLONE_NEWCGROUP) != 0 and libc.unshare(flags) != 0:
         fail("unshare")
-    if not as_root:  # the worker is root only inside its own user namespace, mapped to the host user
-        for path, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+    if not as_root:  # inside its user namespace the worker is 65534 (as with bubblewrap), mapped to the host user
+        for path, text in (("setgroups", "deny"), ("uid_map", f"65534 {uid} 1"), ("gid_map", f"65534 {gid} 1")):
             with open("/proc/self/" + path, "w") as f:
                 f.write(text)
 
