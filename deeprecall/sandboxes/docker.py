@@ -17,6 +17,7 @@ background thread so the query does not wait for the storage driver.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import struct
@@ -35,6 +36,7 @@ from deeprecall.sandboxes.streams import StreamChannel, background
 
 DEFAULT_IMAGE = "deeprecall-sandbox:py3"
 LABEL = "deeprecall.sandbox"
+log = logging.getLogger("deeprecall")
 
 
 class DockerSettings(SandboxSettings):
@@ -62,6 +64,24 @@ def _docker() -> Any:
     except ImportError:
         raise MissingDependencyError("docker", "docker", "environment='docker'") from None
     return docker
+
+
+def _engine_failures() -> tuple[type[BaseException], ...]:
+    """What docker-py raises when a call fails: its own errors, and requests' when the engine does not answer
+    at all (a stopped or restarting dockerd: connection refused, its socket gone)."""
+    import requests
+
+    return _docker().errors.DockerException, requests.exceptions.RequestException
+
+
+def _reason(error: BaseException) -> str:
+    """One line for an error message; an unreachable engine is said so, not as urllib3's nested tuple."""
+    if type(error).__module__.startswith(("requests", "urllib3")):
+        cause = error.args[0] if error.args else error
+        cause = getattr(cause, "reason", cause)  # urllib3's MaxRetryError
+        inner = cause.args[-1] if isinstance(cause, Exception) and cause.args else cause
+        return f"the Docker engine did not answer ({type(inner).__name__}: {inner}); is dockerd running?"
+    return str(error)
 
 
 class DockerChannel(StreamChannel):
@@ -125,8 +145,8 @@ class DockerSandbox:
                 else docker.from_env()
             self.api = client.api
             self.api.ping()
-        except docker.errors.DockerException as e:
-            raise ConfigError(f"environment='docker' needs a running Docker engine, and none answered ({e}). "
+        except _engine_failures() as e:
+            raise ConfigError(f"environment='docker' needs a running Docker engine, and none answered ({_reason(e)}). "
                               "Start dockerd, or set docker_host in environment_kwargs.") from None
         try:
             self.api.inspect_image(self.settings.image)
@@ -135,6 +155,7 @@ class DockerSandbox:
                 if self.settings.image == DEFAULT_IMAGE else "pull or build it first"
             raise ConfigError(f"Docker image {self.settings.image!r} is not present: {hint}") from None
         self._errors = docker.errors
+        self._failures = _engine_failures()
         self._live: set[str] = set()
         self._removals: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -162,16 +183,16 @@ class DockerSandbox:
                 labels=self._labels, host_config=self._host_config(),
             )
             container_id = created["Id"]
-        except self._errors.DockerException as e:
-            raise SandboxError(f"docker could not create a sandbox container from {s.image!r}: {e}") from None
+        except self._failures as e:
+            raise SandboxError(f"docker could not create a sandbox container from {s.image!r}: {_reason(e)}") from None
         with self._lock:
             self._live.add(container_id)
         try:
             sock = self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             self.api.start(container_id)
-        except self._errors.DockerException as e:
+        except self._failures as e:
             self.remove(container_id, None)
-            raise SandboxError(f"docker could not start the sandbox container: {e}") from None
+            raise SandboxError(f"docker could not start the sandbox container: {_reason(e)}") from None
         return DockerChannel(self, container_id, sock)
 
     def remove(self, container_id: str, raw: socket.socket | None) -> None:
@@ -191,6 +212,9 @@ class DockerSandbox:
             except self._errors.APIError as e:
                 if e.status_code != 409:  # 409: the engine is already removing it (auto_remove)
                     raise
+            except self._failures as e:  # the engine is away: close() tries again (a restarted engine kills it)
+                log.debug("docker: container %s not removed yet: %s", container_id[:12], _reason(e))
+                return
             with self._lock:
                 self._live.discard(container_id)
 
@@ -207,19 +231,27 @@ class DockerSandbox:
         for container_id in left:
             try:
                 self.api.remove_container(container_id, force=True, v=True)
-            except self._errors.DockerException:
-                pass
+            except self._failures as e:
+                log.debug("docker: container %s not removed at close: %s", container_id[:12], _reason(e))
 
     def _sweep_orphans(self) -> None:
         """Remove containers left by DeepRecall processes on this host that died without closing."""
-        found = self.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"deeprecall.host={socket.gethostname()}"]})
+        try:
+            found = self._containers_of_this_host()
+        except self._failures as e:
+            log.debug("docker: no sweep of orphaned containers: %s", _reason(e))
+            return
         for container in found:
             pid = int(container.get("Labels", {}).get("deeprecall.pid", "0") or 0)
             if pid and not _alive(pid):
                 try:
                     self.api.remove_container(container["Id"], force=True, v=True)
-                except self._errors.DockerException:
+                except self._failures:
                     pass
+
+    def _containers_of_this_host(self) -> list[dict[str, Any]]:
+        labels = [f"{LABEL}=1", f"deeprecall.host={socket.gethostname()}"]
+        return list(self.api.containers(all=True, filters={"label": labels}))
 
 
 def _alive(pid: int) -> bool:

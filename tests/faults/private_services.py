@@ -117,3 +117,97 @@ class PrivateChroma:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+def dockerd_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "a private Docker engine needs root"
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        return "dockerd is not installed; run scripts/services.sh docker"
+    return None
+
+
+def storage_driver() -> str:
+    """overlay2 where the kernel has overlayfs: a container starts in ~1 s instead of the ~10 s vfs takes here
+    (vfs copies the whole image per container; the shared engine uses it for other reasons)."""
+    return "overlay2" if "\toverlay\n" in Path("/proc/filesystems").read_text() else "vfs"
+
+
+class PrivateDockerd:
+    """A second Docker engine of our own: its own data root, exec root (so its own containerd), pid file and
+    socket, no bridge and no iptables rules, so killing it leaves the shared engine alone. The sandbox image is
+    copied in from the shared engine (``docker save | docker load``)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="deeprecall-faults-dockerd-"))
+        self.url = f"unix://{self.root}/docker.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, within: float = 30) -> None:
+        r = self.root
+        self.proc = subprocess.Popen(
+            ["dockerd", "--data-root", f"{r}/data", "--exec-root", f"{r}/exec", "--pidfile", f"{r}/dockerd.pid",
+             "-H", self.url, f"--storage-driver={storage_driver()}", "--bridge=none", "--iptables=false", "--ip-masq=false"],
+            stdin=subprocess.DEVNULL, stdout=(r / "dockerd.log").open("ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + within
+        while self.docker("info", check=False).returncode != 0:
+            assert self.proc.poll() is None, f"the private dockerd exited: {self.log_tail()}"
+            assert time.monotonic() < deadline, f"the private dockerd did not answer in {within}s: {self.log_tail()}"
+            time.sleep(0.2)
+
+    def docker(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        run = subprocess.run(["docker", "-H", self.url, *argv], capture_output=True, text=True, timeout=timeout)
+        assert run.returncode == 0 or not check, f"docker {argv[0]} failed: {run.stderr[-500:]}"
+        return run
+
+    def load(self, image: str) -> None:
+        """Copy ``image`` from the shared engine (read only there)."""
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        load = subprocess.run(["docker", "-H", self.url, "load"], stdin=save.stdout, capture_output=True, timeout=120)
+        assert save.stdout is not None
+        save.stdout.close()
+        assert save.wait(timeout=60) == 0 and load.returncode == 0, f"docker load failed: {load.stderr[-500:]!r}"
+
+    def kill(self) -> None:
+        """SIGKILL the engine and wait for its containerd to follow (it gets SIGTERM when dockerd dies and takes a
+        second or two; a dockerd started before it is gone fails on it). Container shims live on until it is back."""
+        assert self.proc is not None
+        try:
+            containerd = int((self.root / "exec/containerd/containerd.pid").read_text())
+        except (OSError, ValueError):
+            containerd = 0
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while containerd and Path(f"/proc/{containerd}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def log_tail(self) -> str:
+        try:
+            return (self.root / "dockerd.log").read_text()[-800:]
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        """Start it if it is down (it clears the shims of its containers), remove every container, stop it,
+        unmount what it mounted under its root, delete the root."""
+        try:
+            if self.proc is not None and self.proc.poll() is not None:
+                self.start()
+            ids = self.docker("ps", "-aq", check=False).stdout.split()
+            if ids:
+                self.docker("rm", "-f", *ids, check=False)
+        finally:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+            mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                      if line.split()[1].startswith(str(self.root))]
+            for mount in sorted(mounts, key=len, reverse=True):
+                subprocess.run(["umount", "-l", mount], capture_output=True, timeout=30)
+            shutil.rmtree(self.root, ignore_errors=True)
