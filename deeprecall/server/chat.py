@@ -35,6 +35,7 @@ from deeprecall.vectorstores import filters as filter_language
 
 log = logging.getLogger("deeprecall.server")
 COST_WAIT_SECONDS = 10.0  # how long a cancelled query's bill is waited for before its slot is freed anyway
+COST_KEEP_SECONDS = 6 * COST_WAIT_SECONDS  # how long a cost nobody collected is kept
 
 
 def error_response(status: int, message: str, type_: str, code: str, param: str | None = None,
@@ -43,19 +44,31 @@ def error_response(status: int, message: str, type_: str, code: str, param: str 
 
 
 class CostMeter:
-    """Engine-wide subscriber: the cost of every finished query, by ``query_id``, for the daily caps.
-    Needs no model deltas (so alone it never makes a model stream)."""
+    """Engine-wide subscriber: the cost of every finished top query, by ``query_id``, for the daily caps.
+    Needs no model deltas (so alone it never makes a model stream).
+
+    Only what a request will collect is kept: a child query's (rlm_query, max_depth > 1) cost is already in
+    its top query's usage and nobody waits for its id, and an answer that comes after its request stopped
+    waiting (``COST_WAIT_SECONDS``) is dropped ``keep_seconds`` later; either kept would grow a long-running
+    server by one entry per query."""
 
     wants_deltas = False
 
-    def __init__(self) -> None:
+    def __init__(self, keep_seconds: float = COST_KEEP_SECONDS) -> None:
         self._lock = threading.Lock()
-        self._costs: dict[str, float] = {}
+        self._costs: dict[str, tuple[float, float]] = {}  # query_id -> (cost, recorded at), oldest first
+        self.keep_seconds = keep_seconds
 
     def __call__(self, event: Any) -> None:
-        if event.type == "answer":
+        if event.type == "answer" and getattr(event, "parent_query_id", None) is None:
+            now = time.monotonic()
             with self._lock:
-                self._costs[event.query_id] = float(event.usage.get("total_cost_usd") or 0.0)
+                while self._costs:  # oldest first (insertion order): stops at the first one still fresh
+                    oldest = next(iter(self._costs))
+                    if now - self._costs[oldest][1] < self.keep_seconds:
+                        break
+                    del self._costs[oldest]
+                self._costs[event.query_id] = (float(event.usage.get("total_cost_usd") or 0.0), now)
 
     async def wait(self, query_id: str, timeout: float) -> float:
         """The query's cost once its answer event came, or 0.0 after ``timeout``; forgets it."""
@@ -63,7 +76,7 @@ class CostMeter:
         while True:
             with self._lock:
                 if query_id in self._costs:
-                    return self._costs.pop(query_id)
+                    return self._costs.pop(query_id)[0]
             if time.monotonic() > deadline:
                 return 0.0
             await asyncio.sleep(0.05)

@@ -3,6 +3,7 @@ query (no further LLM request, its worker's process group killed), and each limi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -10,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from deeprecall.events import AnswerEvent
+from deeprecall.server.chat import CostMeter
 from deeprecall.testing.scripted_server import Reply, by_turn
 from tests.conftest import ROOT, SUB
 from tests.engine.test_cancel import group_alive, wait_until
@@ -264,3 +267,36 @@ def test_a_child_querys_answer_is_a_step_not_the_reply(llm):
     contents = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
     assert [c for c in contents if c] == ["Acme opened its factory in Lyon"]
     assert sum(1 for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]) == 1
+
+
+def test_the_cost_meter_keeps_nothing_once_requests_end(llm):
+    """A long-running server must not grow per query: the engine-wide CostMeter sees every answer, child
+    queries' (rlm_query, max_depth=2) included, and only top queries' costs are collected by their requests.
+    It kept one entry per child query for ever."""
+    from tests.engine.test_recursive import CHILD_SEARCHES, PARENT_ASKS, two_levels
+
+    server = llm({ROOT: two_levels(PARENT_ASKS, CHILD_SEARCHES), SUB: lambda r: "unused"})
+    with Served(server, max_depth=2) as served:
+        meter = next(s for s in served.engine._subscribers if isinstance(s, CostMeter))
+        for stream in (False, True, False):
+            response = post(served.url, ask("Where did Acme open a factory?", stream=stream))
+            assert response.status_code == 200 and "Lyon" in response.text
+        wait_until(lambda: not meter._costs, 5.0, "every request collected its query's cost")
+
+
+def test_a_cost_nobody_collects_is_dropped_after_keep_seconds():
+    """An answer arriving after its request stopped waiting (a cancelled query winding down) is not kept."""
+    meter = CostMeter(keep_seconds=0.2)
+
+    def answer(query_id: str, cost: float, parent: str | None = None) -> AnswerEvent:
+        return AnswerEvent.model_construct(query_id=query_id, t=0.0, step=1, answer="a", parent_query_id=parent,
+                                           usage={"total_cost_usd": cost})
+
+    meter(answer("late", 0.5))
+    meter(answer("child", 0.25, parent="late"))  # in its top query's usage already: never kept
+    assert len(meter._costs) == 1
+    time.sleep(0.3)
+    meter(answer("fresh", 0.125))
+    assert len(meter._costs) == 1
+    assert asyncio.run(meter.wait("late", 0)) == 0.0
+    assert asyncio.run(meter.wait("fresh", 0)) == 0.125 and not meter._costs
