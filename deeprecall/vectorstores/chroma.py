@@ -29,11 +29,13 @@ from deeprecall.vectorstores._support import (
     vendor_errors,
 )
 from deeprecall.vectorstores.base import Filter, Hit, Metadata
+from deeprecall.vectorstores.coalesce import Coalescer, shape_key
 from deeprecall.vectorstores.write_batches import WriteLimits
 
 __all__ = ["ChromaStore", "content_id", "to_chroma_where"]
 
 _EMPTY_META = {"_": ""}  # Chroma rejects empty metadata dicts in a batch that has some
+_Row = tuple[list[str], list[str | None], list[Metadata | None], list[float]]  # one search's answer from query()
 REVISION_KEY = "deeprecall_revision"  # collection metadata: a new token after each write (see fingerprint())
 log = logging.getLogger("deeprecall")
 
@@ -96,6 +98,7 @@ class ChromaStore(StoreAdapter):
     ) -> None:
         self._text_key = text_key
         self._limits: WriteLimits | None = None
+        self._searches: Coalescer[Any, _Row] = Coalescer()
         self.created = False  # whether this object created the collection (see discard_if_unused)
         if collection is not None:
             super().__init__(collection.name, embedding_fn, bool(writable))
@@ -159,23 +162,32 @@ class ChromaStore(StoreAdapter):
         return _node(conjunct)
 
     def _search(self, query: str, vector: list[float] | None, k: int, native: list[Any]) -> list[Hit]:
-        # Chroma >= 1.0 caps n_results at the collection size and answers an empty
-        # collection with empty lists, so no count() round trip per search.
-        kwargs: dict[str, Any] = {"n_results": k, "include": ["documents", "metadatas", "distances"]}
-        if vector is not None:
-            kwargs["query_embeddings"] = _array([vector])
-        else:
-            kwargs["query_texts"] = [query]
-        if native:
-            kwargs["where"] = native[0] if len(native) == 1 else {"$and": native}
+        # Concurrent searches of the same shape that queue behind a query in flight share the next one
+        # (coalesce.py): Chroma's cost is mostly per call, not per query vector.
+        where = None if not native else native[0] if len(native) == 1 else {"$and": native}
+        item: str | list[float] = query if vector is None else vector
         try:
-            res = self._collection.query(**kwargs)
+            row = self._searches.run(shape_key(vector is None, k, where), item,
+                                     lambda items: self._query(items, k, where, texts=vector is None))
         except Exception as e:
             if _ours(e, "query"):
                 raise
             raise VectorStoreError(f"{self!r}: query failed: {_described(e)}{_offline_hint(e, vector is None)}") from e
-        rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
-        return [self._hit(i, doc, meta, 1.0 - float(dist)) for i, doc, meta, dist in rows]
+        return [self._hit(i, doc, meta, 1.0 - float(dist)) for i, doc, meta, dist in zip(*row, strict=True)]
+
+    def _query(self, items: list[Any], k: int, where: dict[str, Any] | None, *, texts: bool) -> list[_Row]:
+        """One Chroma query for several searches (query vectors, or texts Chroma embeds): one row of
+        (ids, documents, metadatas, distances) per search. Chroma >= 1.0 caps n_results at the collection
+        size and answers an empty collection with empty lists, so no count() round trip per search."""
+        kwargs: dict[str, Any] = {"n_results": k, "include": ["documents", "metadatas", "distances"]}
+        if texts:
+            kwargs["query_texts"] = items
+        else:
+            kwargs["query_embeddings"] = _array(items)
+        if where is not None:
+            kwargs["where"] = where
+        res = self._collection.query(**kwargs)
+        return list(zip(res["ids"], res["documents"], res["metadatas"], res["distances"], strict=True))
 
     def _hit(self, doc_id: str, doc: str | None, meta: Metadata | None, score: float) -> Hit:
         metadata = {k: v for k, v in (meta or {}).items() if k != "_"}
