@@ -10,7 +10,8 @@
     │   └── SandboxHung              a cell ignored its timeout and its worker was killed
     ├── VectorStoreError       the store failed or does not fit (dimension, schema)
     │   ├── FilterError              a filter is not in DeepRecall's filter language
-    │   └── ReadOnlyStoreError       a write (ingest) to a store opened read-only
+    │   ├── ReadOnlyStoreError       a write (ingest) to a store opened read-only
+    │   └── StoreFullError           the disk holding the store is full (a re-run after freeing space completes)
     ├── QueryLimitExceeded     a per-query limit tripped (internal; surfaces as result.error)
     └── QueryEndedEarly        a query ended early, raised where a caller asked (raise_on_error=True)
 
@@ -114,6 +115,20 @@ class ReadOnlyStoreError(VectorStoreError):
         super().__init__(
             f"{store} is open read-only, so DeepRecall will not write to it. To ingest into it, set "
             f"`writable: true` in the store section of deeprecall.yaml (CLI: --writable; Python: writable=True)."
+        )
+
+
+class StoreFullError(VectorStoreError):
+    """The disk holding the store is full, so a write failed.
+
+    Its own type so a caller can tell "free space and run again" from a broken store: every store writes a batch
+    whole or not at all and ingestion ids are content hashes, so the same ingestion re-run after freeing space
+    adds exactly the documents that are missing."""
+
+    def __init__(self, store: str, action: str, cause: str) -> None:
+        super().__init__(
+            f"{store}: {action} failed: the disk holding the store is full ({cause}). Free space there and run the "
+            "same ingestion again: what was written stays, and the re-run adds only the documents still missing."
         )
 
 

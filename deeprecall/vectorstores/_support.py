@@ -6,6 +6,7 @@ thing a reader needs to implement a store.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import uuid
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from deeprecall.errors import ConfigError, DeepRecallError, ReadOnlyStoreError, VectorStoreError
+from deeprecall.errors import ConfigError, DeepRecallError, ReadOnlyStoreError, StoreFullError, VectorStoreError
 from deeprecall.vectorstores.base import Metadata
 
 EmbeddingFn = Callable[[Sequence[str]], Any]
@@ -137,4 +138,22 @@ def vendor_errors(store: str, action: str) -> Iterator[None]:
     except DeepRecallError:
         raise
     except Exception as e:
+        if disk_full(e):
+            raise StoreFullError(store, action, f"{type(e).__name__}: {e}"[:300]) from e
         raise VectorStoreError(f"{store}: {action} failed: {type(e).__name__}: {e}") from e
+
+
+def disk_full(error: BaseException) -> bool:
+    """ENOSPC anywhere in the error's chain, or a store's own words for it (SQLite's "database or disk is full",
+    Rust's "No space left on device"), which the vendor SDKs pass on as text in their own error types."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        text = str(seen).lower()
+        if "disk is full" in text or "no space left on device" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from deeprecall.embeddings.base import ChromaCompatible
-from deeprecall.errors import ConfigError, DeepRecallError, MissingDependencyError, VectorStoreError
+from deeprecall.errors import ConfigError, DeepRecallError, MissingDependencyError, StoreFullError, VectorStoreError
 from deeprecall.vectorstores import filters as fl
 from deeprecall.vectorstores._adapter import StoreAdapter
 from deeprecall.vectorstores._support import (
@@ -24,6 +24,7 @@ from deeprecall.vectorstores._support import (
     check_dimension,
     content_id,
     dedupe,
+    disk_full,
     embed,
     prepare_batch,
     vendor_errors,
@@ -98,6 +99,7 @@ class ChromaStore(StoreAdapter):
     ) -> None:
         self._text_key = text_key
         self._limits: WriteLimits | None = None
+        self._reopen_before_write = False  # set when a write found the disk full (see _reopen)
         self._searches: Coalescer[Any, _Row] = Coalescer()
         self.created = False  # whether this object created the collection (see discard_if_unused)
         if collection is not None:
@@ -202,12 +204,37 @@ class ChromaStore(StoreAdapter):
         if vectors:
             kwargs["embeddings"] = _array(vectors)
         try:
+            if self._reopen_before_write:
+                self._reopen()
             self._collection.upsert(**kwargs)
         except Exception as e:
             if _ours(e, "upsert"):
                 raise
+            if disk_full(e):
+                self._reopen_before_write = self._client is not None
+                raise StoreFullError(repr(self), "upsert", _described(e)[:300]) from e
             raise VectorStoreError(f"{self!r}: upsert failed: {_described(e)}{_offline_hint(e, not vectors)}") from e
         self._mark_revision()
+
+    def _reopen(self) -> None:
+        """Chroma 1.5's embedded system, once SQLite has said the disk is full, waits forever on its next write,
+        though its files are fine (the failed write was rolled back; a new process writes normally). So before
+        the next write the store drops that system from chromadb's per-folder cache (reads went on with it
+        meanwhile) and reopens its collection on a new one: the same ingestion run again after freeing space
+        completes in this process too. A server's or an in-memory client is kept as it is."""
+        client: Any = self._client
+        settings = client.get_settings()
+        if settings.is_persistent:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient._identifier_to_system.pop(client._identifier, None)  # its stop() would wait too
+            SharedSystemClient._identifier_to_refcount.pop(client._identifier, None)
+            fresh = _chromadb().PersistentClient(path=settings.persist_directory)
+            kwargs: dict[str, Any] = {}
+            if self.embedding_fn is not None:
+                kwargs["embedding_function"] = chroma_embedding_function(self.embedding_fn)
+            self._collection, self._client = fresh.get_collection(self.name, **kwargs), fresh
+        self._reopen_before_write = False
 
     def _mark_revision(self) -> None:
         """Record a new revision token in the collection's metadata, so ``fingerprint()`` changes in every

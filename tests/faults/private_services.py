@@ -57,6 +57,13 @@ class PrivatePostgres:
         self.port = free_port()
         self.dsn = f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
         (self.root / "pw").write_text(self.password)
+        try:
+            self._initdb()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def _initdb(self) -> None:
         self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--no-sync", "-E", "UTF8",
                           "-A", "scram-sha-256", "--pwfile", str(self.root / "pw"))
 
@@ -211,3 +218,37 @@ class PrivateDockerd:
             for mount in sorted(mounts, key=len, reverse=True):
                 subprocess.run(["umount", "-l", mount], capture_output=True, timeout=30)
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def mount_problem() -> str | None:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return "a small tmpfs to fill is mounted with mount(8), which needs root"
+    return None
+
+
+class SmallDisk:
+    """A tmpfs of ``size_mb`` mounted on a fresh directory: ``fill()`` takes every byte left, ``free()`` gives
+    them back. ``close()`` unmounts it (lazily: a store may still hold files open)."""
+
+    def __init__(self, size_mb: int = 4) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="deeprecall-faults-disk-"))
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=1777", "tmpfs", str(self.path)],
+                       check=True, capture_output=True, timeout=30)
+        self.filler = self.path / "filler"
+
+    def fill(self) -> None:
+        with open(self.filler, "ab") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        assert shutil.disk_usage(self.path).free == 0, "the disk is full"
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+    def close(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True, timeout=30)
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,86 @@
+"""``/tmp`` full on the host: a small tmpfs is the temporary directory (TMPDIR) and holds the store and the trace
+directory, and is filled. Ingestion fails with a ``StoreFullError`` naming the full disk and leaves only whole
+batches; after space is freed the same ingestion, in the same process, completes with every chunk exactly once.
+A query still answers (searches only read) and its trace stops with a warning instead of ending it. Real parts:
+an embedded Chroma store on the tmpfs, the ingestion pipeline, the engine, the namespace sandbox, the scripted LLM.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deeprecall.embeddings import HashingEmbedding
+from deeprecall.errors import StoreFullError
+from deeprecall.ingest import ingest_path
+from deeprecall.testing.scripted_server import by_turn
+from deeprecall.vectorstores.chroma import ChromaStore
+from tests.conftest import DOCS, ROOT
+from tests.faults.private_services import SmallDisk, mount_problem, require
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmallDisk]:
+    """A 4 MB tmpfs that is also this process's TMPDIR (what ``tempfile`` and the local sandbox use)."""
+    require(mount_problem())
+    small = SmallDisk(4)
+    monkeypatch.setenv("TMPDIR", str(small.path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches its directory: read TMPDIR again
+    try:
+        yield small
+    finally:
+        small.close()
+
+
+def folders(root: Path) -> tuple[Path, Path]:
+    """Two folders of 60 files each (one 900-character chunk per file)."""
+    parts = root / "first", root / "second"
+    for n, part in enumerate(parts):
+        part.mkdir(parents=True)
+        for i in range(60):
+            (part / f"doc{i}.txt").write_text(f"Report {n}-{i}: " + f"figures for unit {n}-{i} " * 35)
+    return parts
+
+
+def test_ingestion_on_a_full_disk_fails_clearly_and_a_rerun_completes_once(disk, tmp_path):
+    first, _ = folders(tmp_path / "docs")
+    store = ChromaStore("docs", persist_directory=str(disk.path / "store"), embedding_fn=HashingEmbedding())
+    done = ingest_path(store, first, progress=False)
+    assert done.added == 60 and store.count() == 60
+    disk.fill()
+    with pytest.raises(StoreFullError, match="the disk holding the store is full") as failed:
+        ingest_path(store, tmp_path / "docs", progress=False, batch_size=16)
+    assert "Free space" in str(failed.value) and "Traceback" not in str(failed.value)
+    assert store.count() == 60, "nothing of the failed batch was written"
+    disk.free()
+    again = ingest_path(store, tmp_path / "docs", progress=False, batch_size=16)
+    assert (again.added, again.already_present) == (60, 60), str(again)
+    ids = [hit.id for hit in store.scan()]
+    assert len(ids) == len(set(ids)) == 120, "every chunk is in the store exactly once"
+    reopened = ChromaStore("docs", persist_directory=str(disk.path / "store"), embedding_fn=HashingEmbedding())
+    assert reopened.count() == 120
+
+
+ANSWER = 'Done.\n```repl\nprint(search_db("Lyon factory")[0]["content"])\nanswer["content"] = "Lyon"\n' \
+         'answer["ready"] = True\n```'
+
+
+def test_a_query_on_a_full_disk_answers_and_its_trace_stops_with_a_warning(disk, llm, make_engine, caplog):
+    store = ChromaStore("docs", persist_directory=str(disk.path / "store"), embedding_fn=HashingEmbedding())
+    store.add_documents([d for d, _ in DOCS], [m for _, m in DOCS], ids=[f"doc{i}" for i in range(len(DOCS))])
+    disk.fill()  # before the engine: its workers start, and its trace directory is made, on the full disk
+    server = llm({ROOT: by_turn(ANSWER)})
+    engine = make_engine(server, vectorstore=store, subs=(), max_seconds=60, trace_dir=str(disk.path / "traces"),
+                         environment_kwargs={"pool_size": 1, "isolation": "namespace"})
+    with caplog.at_level(logging.WARNING, logger="deeprecall"):
+        result = engine.query("Where did Acme open a factory?")
+    assert result.error is None and result.answer == "Lyon", (result.error, result.error_message)
+    assert "Lyon in 2022" in server.calls_for(ROOT)[-1].text or result.retrieved, "the searches worked"
+    warned = [r.getMessage() for r in caplog.records if "trace file" in r.getMessage()]
+    assert warned and "No space left on device" in warned[0], warned
