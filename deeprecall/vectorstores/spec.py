@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from deeprecall.errors import ConfigError, DeepRecallError, ReadOnlyStoreError, VectorStoreError, redact
+from deeprecall.errors import (
+    ConfigError,
+    DeepRecallError,
+    ReadOnlyStoreError,
+    StoreFullError,
+    VectorStoreError,
+    redact,
+)
+from deeprecall.vectorstores._support import disk_full
 
 DEFAULT_COLLECTION = "deeprecall"
 # kind -> the keys its section may hold besides type/collection/writable/embedding (the adapter's own names)
@@ -137,6 +145,8 @@ def open_store(spec: StoreSpec, *, embedding_fn: Any = None) -> Any:
             raise
         raise _same_kind(e, redact(message, secrets)) from (None if secrets else e)
     except Exception as e:  # a vendor client that failed outside its adapter's mapping
+        if disk_full(e):  # an embedded store creating its files on a full disk
+            raise StoreFullError(spec.label(), "opening", redact(f"{type(e).__name__}: {e}", secrets)[:300]) from None
         raise VectorStoreError(redact(f"opening the {spec.label()}: {type(e).__name__}: {e}", secrets)) from None
     store.writable = spec.writable
     return store

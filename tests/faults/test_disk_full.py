@@ -8,6 +8,9 @@ an embedded Chroma store on the tmpfs, the ingestion pipeline, the engine, the n
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +29,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmallDisk]:
-    """A 4 MB tmpfs that is also this process's TMPDIR (what ``tempfile`` and the local sandbox use)."""
+def disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmallDisk]:
+    """A 4 MB tmpfs that is also this process's TMPDIR (what ``tempfile`` and the local sandbox use). After
+    ``tmp_path``: pytest makes its own base directory under TMPDIR, and the test's files belong on the real disk."""
     require(mount_problem())
     small = SmallDisk(4)
     monkeypatch.setenv("TMPDIR", str(small.path))
@@ -65,6 +69,21 @@ def test_ingestion_on_a_full_disk_fails_clearly_and_a_rerun_completes_once(disk,
     assert len(ids) == len(set(ids)) == 120, "every chunk is in the store exactly once"
     reopened = ChromaStore("docs", persist_directory=str(disk.path / "store"), embedding_fn=HashingEmbedding())
     assert reopened.count() == 120
+
+
+def test_the_cli_on_a_full_disk_says_so_without_a_traceback_and_a_rerun_completes(disk, tmp_path):
+    """``deeprecall ingest`` into a new embedded store on a full disk (the store cannot even create its files)."""
+    first, _ = folders(tmp_path / "docs")
+    cli = [str(Path(sys.executable).parent / "deeprecall"), "ingest", str(first), "--persist-dir",
+           str(disk.path / "store"), "--embedding", "hashing"]
+    env = {**os.environ, "TMPDIR": str(disk.path)}
+    disk.fill()
+    failed = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=60)
+    assert failed.returncode == 2 and "the disk holding the store is full" in failed.stderr, failed.stderr[-800:]
+    assert "Traceback" not in failed.stderr
+    disk.free()
+    done = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0 and "60 added, 0 already present" in done.stdout, done.stderr[-800:]
 
 
 ANSWER = 'Done.\n```repl\nprint(search_db("Lyon factory")[0]["content"])\nanswer["content"] = "Lyon"\n' \
