@@ -263,3 +263,31 @@ def test_a_pooled_worker_that_stopped_answering_is_replaced(llm, make_engine):
     result = engine.query("q")
     assert result.answer == "fresh worker" and result.error is None
     assert not stuck.alive
+
+
+def test_finished_queries_leave_no_per_query_objects_behind(llm, make_engine):
+    """A long-running host answers query after query: once a query returns (plain, streamed or awaited, answered
+    or ended by a limit), nothing of it stays reachable: its run, emitter, rlms loop and client, REPL, worker
+    session. Only the pools' idle workers remain."""
+    import asyncio
+    import gc
+
+    from deeprecall.engine.emitter import Emitter
+    from deeprecall.engine.rlm_adapter import DeepRecallRLM, RootClient, WorkerREPL
+    from deeprecall.engine.run import QueryRun
+    from deeprecall.sandboxes.protocol import WorkerSession
+
+    server = llm({ROOT: by_turn(SEARCH_AND_SUMMARISE, SUBMIT), SUB: lambda r: "Revenue up 12%."})
+    engine = make_engine(server, environment_kwargs={"pool_size": 2})
+    per_query = (QueryRun, Emitter, DeepRecallRLM, RootClient, WorkerREPL)
+    for i in range(3):
+        assert engine.query(f"Acme revenue {i}?").answer == "Acme revenue grew 12% in 2023."
+        assert list(engine.stream(f"Acme revenue streamed {i}?"))[-1].answer == "Acme revenue grew 12% in 2023."
+        assert asyncio.run(engine.aquery(f"Acme revenue awaited {i}?")).error is None
+    limited = make_engine(server, max_iterations=1, environment_kwargs={"pool_size": 1})
+    assert limited.query("Acme revenue, one turn?").error == "max_iterations"  # ended by a limit
+    gc.collect()
+    live = [o for o in gc.get_objects() if isinstance(o, per_query)]
+    assert not live, f"left behind: {sorted({type(o).__name__ for o in live})}"
+    sessions = [o for o in gc.get_objects() if isinstance(o, WorkerSession)]
+    assert len(sessions) <= 3 and all(s in engine._pool._idle or s in limited._pool._idle for s in sessions)
