@@ -166,27 +166,35 @@ class FaissStore(StoreAdapter):
         vecs = np.asarray(vectors, dtype="float32")
         if self.normalize:
             faiss.normalize_L2(vecs)
+        if self._path is not None:  # the files first: a write that fails (a full disk) leaves the index as it was
+            self._append(vecs, ids, texts, metas)
         with vendor_errors(repr(self), "add"):
             replaced = [f for f in fids.tolist() if f in self._rows]
             if replaced:
                 self.index.remove_ids(np.asarray(replaced, dtype="int64"))
             self.index.add_with_ids(vecs, fids)
-        if self._path is not None:
-            self._append(vecs, ids, texts, metas)
         self._rows.update({int(f): (i, t, m) for f, i, t, m in zip(fids.tolist(), ids, texts, metas, strict=True)})
         self._selections.clear()
 
     def _append(self, vecs: Any, ids: list[str], texts: list[str], metas: list[Metadata]) -> None:
-        """Vectors first, then docs; each file is fsynced, so a kill leaves at worst a torn tail."""
+        """Vectors first, then docs; each file is fsynced, so a kill leaves at worst a torn tail (dropped on load).
+        A write that fails (a full disk) is cut back off both files at once: the next append in this process
+        would otherwise start after a torn tail, pairing later documents with the wrong vectors."""
         assert self._path is not None
         records = zip(ids, texts, metas, strict=True)
         lines = "".join(json.dumps({"id": i, "text": t, "metadata": m}) + "\n" for i, t, m in records)
         with vendor_errors(repr(self), "writing"):
-            for name, data in (("vectors.f32", vecs.tobytes()), ("docs.jsonl", lines.encode())):
-                with open(self._path / name, "ab") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+            sizes = {name: (self._path / name).stat().st_size for name in ("vectors.f32", "docs.jsonl")}
+            try:
+                for name, data in (("vectors.f32", vecs.tobytes()), ("docs.jsonl", lines.encode())):
+                    with open(self._path / name, "ab") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+            except OSError:
+                for name, size in sizes.items():
+                    os.truncate(self._path / name, size)  # needs no free space
+                raise
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the whole store to a new folder that ``FaissStore.load`` reopens."""

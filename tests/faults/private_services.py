@@ -236,7 +236,8 @@ class SmallDisk:
                        check=True, capture_output=True, timeout=30)
         self.filler = self.path / "filler"
 
-    def fill(self) -> None:
+    def fill(self, leave: int = 0) -> None:
+        """Take every byte, then give ``leave`` back (a write larger than that is then cut part-way)."""
         with open(self.filler, "ab") as f:
             try:
                 while True:
@@ -245,6 +246,8 @@ class SmallDisk:
             except OSError:
                 pass
         assert shutil.disk_usage(self.path).free == 0, "the disk is full"
+        if leave:
+            os.truncate(self.filler, self.filler.stat().st_size - leave)
 
     def free(self) -> None:
         self.filler.unlink()

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,12 +53,24 @@ def folders(root: Path) -> tuple[Path, Path]:
     return parts
 
 
-def test_ingestion_on_a_full_disk_fails_clearly_and_a_rerun_completes_once(disk, tmp_path):
+def open_store(kind: str, folder: Path) -> Any:
+    """The embedded stores that keep their files on the host: Chroma (SQLite + its index), FAISS (appended files)."""
+    if kind == "faiss":
+        from deeprecall.vectorstores.faiss import FaissStore
+
+        if (folder / "meta.json").exists():
+            return FaissStore.load(folder, embedding_fn=HashingEmbedding())
+        return FaissStore(embedding_fn=HashingEmbedding(), path=folder)
+    return ChromaStore("docs", persist_directory=str(folder), embedding_fn=HashingEmbedding())
+
+
+@pytest.mark.parametrize("kind", ["chroma", "faiss"])
+def test_ingestion_on_a_full_disk_fails_clearly_and_a_rerun_completes_once(disk, tmp_path, kind):
     first, _ = folders(tmp_path / "docs")
-    store = ChromaStore("docs", persist_directory=str(disk.path / "store"), embedding_fn=HashingEmbedding())
+    store = open_store(kind, disk.path / "store")
     done = ingest_path(store, first, progress=False)
     assert done.added == 60 and store.count() == 60
-    disk.fill()
+    disk.fill(leave=6000)  # less than a batch's vectors: a write can be cut part-way
     with pytest.raises(StoreFullError, match="the disk holding the store is full") as failed:
         ingest_path(store, tmp_path / "docs", progress=False, batch_size=16)
     assert "Free space" in str(failed.value) and "Traceback" not in str(failed.value)
@@ -67,8 +80,10 @@ def test_ingestion_on_a_full_disk_fails_clearly_and_a_rerun_completes_once(disk,
     assert (again.added, again.already_present) == (60, 60), str(again)
     ids = [hit.id for hit in store.scan()]
     assert len(ids) == len(set(ids)) == 120, "every chunk is in the store exactly once"
-    reopened = ChromaStore("docs", persist_directory=str(disk.path / "store"), embedding_fn=HashingEmbedding())
+    reopened = open_store(kind, disk.path / "store")
     assert reopened.count() == 120
+    hit = reopened.search("figures for unit 1-7", top_k=1)[0]
+    assert hit.content.startswith("Report 1-7:"), "each document still has its own vector"
 
 
 def test_the_cli_on_a_full_disk_says_so_without_a_traceback_and_a_rerun_completes(disk, tmp_path):
