@@ -125,15 +125,20 @@ def _python_prefix(python: str) -> str:
     return str(Path(python).parent.parent)
 
 
-def _unique_ids() -> tuple[int, int]:
-    """A uid no account uses, so RLIMIT_NPROC counts this worker's processes only."""
+@functools.lru_cache(maxsize=1)
+def _account_uids() -> frozenset[int]:
+    """The uids of this machine's accounts, read once: a lookup per worker reread /etc/passwd every time."""
     import pwd
 
+    return frozenset(entry.pw_uid for entry in pwd.getpwall())
+
+
+def _unique_ids() -> tuple[int, int]:
+    """A uid no account uses (drawn from 2**20..2**31), so RLIMIT_NPROC counts this worker's processes only."""
+    taken = _account_uids()
     for _ in range(64):
         uid = random.randrange(1 << 20, (1 << 31) - 2)
-        try:
-            pwd.getpwuid(uid)
-        except KeyError:
+        if uid not in taken:
             return uid, uid
     return 65534, 65534
 

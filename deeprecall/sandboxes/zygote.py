@@ -65,7 +65,9 @@ class ZygoteChannel(PipeChannel):
         """SIGKILL the worker, PID 1 of its namespace: the kernel ends everything else in it."""
         try:
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            select.select([self._pidfd], [], [], 5.0)  # readable once it has exited
+            waiting = select.poll()  # not select(): a busy host's fds pass 1024
+            waiting.register(self._pidfd, select.POLLIN)
+            waiting.poll(5000)  # readable once it has exited
         except OSError:
             pass
         finally:

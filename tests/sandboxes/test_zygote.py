@@ -88,3 +88,21 @@ def test_a_worker_refuses_code_other_than_the_templates(sandbox: LocalSandbox, m
     session = WorkerSession(sandbox.start_worker())
     with pytest.raises(SandboxError, match="different worker"):
         session.handshake(10)
+
+
+def test_workers_start_and_end_when_the_host_holds_more_than_1024_descriptors(sandbox: LocalSandbox) -> None:
+    """A busy host (a server with many pooled workers and clients) passes fd 1024; select() cannot watch past it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        session = started(sandbox)
+        assert session.execute("print('ok')", timeout=10).stdout.strip() == "ok"
+        session.kill()  # raised "filedescriptor out of range in select()" before
+        assert gone(session._channel.pid)  # type: ignore[attr-defined]
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
