@@ -8,6 +8,7 @@ sets it), where it fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.sandboxes.support import processes_matching
 
 REQUIRE = "DEEPRECALL_REQUIRE_FAULTS"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -213,6 +215,9 @@ class PrivateDockerd:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait(timeout=10)
+            for pid in processes_matching(f"{self.root}/exec/containerd"):  # a shim of a container it lost track of
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
                       if line.split()[1].startswith(str(self.root))]
             for mount in sorted(mounts, key=len, reverse=True):

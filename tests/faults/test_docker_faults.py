@@ -44,7 +44,8 @@ def ours(dockerd: PrivateDockerd) -> list[str]:
     return run.stdout.splitlines()
 
 
-def test_docker_engine_killed_and_restarted_under_a_warm_pool(llm, make_engine, dockerd):
+def test_docker_engine_killed_and_restarted_under_a_warm_pool(dockerd, llm, make_engine):
+    """``dockerd`` first: it is torn down last, after the engine (whose pool could still be starting containers)."""
     server = llm({ROOT: by_turn(ANSWER)})
     engine = make_engine(server, subs=(), max_seconds=60, environment="docker",
                          environment_kwargs={"image": DOCKER_IMAGE, "docker_host": dockerd.url, "pool_size": 2,
