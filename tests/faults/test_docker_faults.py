@@ -1,5 +1,5 @@
-"""The Docker engine killed and restarted while the pool holds containers: queries fail with a clean
-``sandbox_failed`` naming Docker (no traceback, no wait past the configured timeouts), and after the engine is
+"""The Docker engine killed and restarted while the pool holds containers (and a query holds one, mid-turn):
+queries fail with a clean ``sandbox_failed`` naming Docker (no traceback, no wait past the configured timeouts), and after the engine is
 back the same engine object answers again and leaves no container behind. Real parts: a private dockerd (its own
 data root, exec root, containerd and socket: the shared engine other tests use is never touched), the sandbox
 image copied into it, the scripted LLM server."""
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from deeprecall.testing.scripted_server import by_turn
+from deeprecall.testing.scripted_server import ChatRequest
 from tests.conftest import ROOT
 from tests.faults.private_services import PrivateDockerd, dockerd_problem, require
 from tests.sandboxes.support import DOCKER_IMAGE, require_docker
@@ -46,7 +46,16 @@ def ours(dockerd: PrivateDockerd) -> list[str]:
 
 def test_docker_engine_killed_and_restarted_under_a_warm_pool(dockerd, llm, make_engine):
     """``dockerd`` first: it is torn down last, after the engine (whose pool could still be starting containers)."""
-    server = llm({ROOT: by_turn(ANSWER)})
+    killed: list[bool] = []
+
+    def root(request: ChatRequest) -> str:
+        if "mid-query" in request.text and not killed:  # its first turn: it holds its container; the engine dies
+            dockerd.kill()
+            killed.append(True)
+            return 'Working.\n```repl\nprint("still here")\n```'
+        return ANSWER
+
+    server = llm({ROOT: root})
     engine = make_engine(server, subs=(), max_seconds=60, environment="docker",
                          environment_kwargs={"image": DOCKER_IMAGE, "docker_host": dockerd.url, "pool_size": 2,
                                              "start_timeout": START_TIMEOUT})
@@ -54,8 +63,7 @@ def test_docker_engine_killed_and_restarted_under_a_warm_pool(dockerd, llm, make
     assert len(ours(dockerd)) == 2, "the pool holds two containers"
     assert engine.query("before").answer == "answered in a container"
 
-    dockerd.kill()
-    for question in ("while the engine is down", "still down"):
+    for question in ("the engine dies mid-query", "while the engine is down"):
         start = time.monotonic()
         result: Any = engine.query(question)
         took = time.monotonic() - start
@@ -63,6 +71,7 @@ def test_docker_engine_killed_and_restarted_under_a_warm_pool(dockerd, llm, make
         message = result.error_message or ""
         assert "docker" in message.lower() and "Traceback" not in message, message
         assert took < START_TIMEOUT + 5, f"the query took {took:.1f}s with the engine down"
+    assert killed == [True], "the engine died while the first query held its container"
 
     dockerd.start()
     start = time.monotonic()
