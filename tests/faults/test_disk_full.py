@@ -105,13 +105,14 @@ ANSWER = 'Done.\n```repl\nprint(search_db("Lyon factory")[0]["content"])\nanswer
          'answer["ready"] = True\n```'
 
 
-def test_a_query_on_a_full_disk_answers_and_its_trace_stops_with_a_warning(disk, llm, make_engine, caplog):
+@pytest.mark.parametrize("isolation", ["namespace", "process"])  # process: the worker's directory is in TMPDIR
+def test_a_query_on_a_full_disk_answers_and_its_trace_stops_with_a_warning(disk, llm, make_engine, caplog, isolation):
     store = ChromaStore("docs", persist_directory=str(disk.path / "store"), embedding_fn=HashingEmbedding())
     store.add_documents([d for d, _ in DOCS], [m for _, m in DOCS], ids=[f"doc{i}" for i in range(len(DOCS))])
     disk.fill()  # before the engine: its workers start, and its trace directory is made, on the full disk
     server = llm({ROOT: by_turn(ANSWER)})
     engine = make_engine(server, vectorstore=store, subs=(), max_seconds=60, trace_dir=str(disk.path / "traces"),
-                         environment_kwargs={"pool_size": 1, "isolation": "namespace"})
+                         environment_kwargs={"pool_size": 1, "isolation": isolation})
     with caplog.at_level(logging.WARNING, logger="deeprecall"):
         result = engine.query("Where did Acme open a factory?")
     assert result.error is None and result.answer == "Lyon", (result.error, result.error_message)
