@@ -14,8 +14,9 @@ prints the series, each one's slope (least squares over the samples after the fi
 the errors by cause, and what malloc_trim(0) gives back. RSS growing with py_kblocks and malloc_used_mb flat and
 malloc_free_mb growing is the allocator keeping freed memory, not a leak.
 --tracemalloc traces Python allocations from the end of the warm-up (FRAMES deep, default 10; slower) and prints the
-top 15 size differences between the first sample after it and the end, and the types gc sees growing.
---arena-max caps glibc's malloc arenas, as MALLOC_ARENA_MAX does.
+top 15 size differences between the first sample after it and the end, and the types gc sees growing (its own
+tables are malloc'd: the malloc series grow with it, so read them from a run without it).
+--arena-max caps glibc's malloc arenas, as MALLOC_ARENA_MAX does (docs/server.md#memory-over-time).
 Target (issue 13, at 30 minutes and 16 concurrent): zero errors and no upward trend in any series after warm-up.
 """
 
@@ -165,9 +166,9 @@ def main() -> None:
     total = sum(done)
     print(f"\n{total} queries in {elapsed:.0f} s ({total / elapsed:.1f} q/s), "
           f"errors: {sum(errors.values())}" + "".join(f"\n  {k}: {v}" for k, v in errors.most_common()))
-    print(f"\n{'t (s)':>7} {'queries':>8} " + " ".join(SERIES))
+    print(f"\n{'t (s)':>7} {'queries':>8} " + " ".join(f"{k:>8}" for k in SERIES))
     for at, queries, values in samples:
-        print(f"{at:>7.0f} {queries:>8} " + " ".join(f"{values[k]:>{len(k)}.1f}" for k in SERIES))
+        print(f"{at:>7.0f} {queries:>8} " + " ".join(f"{values[k]:>{max(8, len(k))}.1f}" for k in SERIES))
     warm = samples[max(1, len(samples) // 5):]
     print(f"\nslope after warm-up (least squares over {len(warm)} samples from t = {warm[0][0]:.0f} s), per minute:"
           if warm else "\ntoo few samples for a slope")
