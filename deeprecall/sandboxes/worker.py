@@ -83,6 +83,11 @@ class ToolError(Exception):
     """A host tool (search_db, llm_query) refused or failed. The message says why."""
 
 
+# Tracebacks name these as the model knows them ("ToolError: ..."), not by the module the worker's code was
+# loaded as (which differs between an exec'd worker and one forked from the template).
+ToolError.__module__ = CellTimeout.__module__ = "builtins"
+
+
 class CappedText(io.TextIOBase):
     """A stdout/stderr stand-in that keeps at most ``cap`` characters."""
 

@@ -14,7 +14,7 @@ import pytest
 
 from deeprecall.errors import SandboxError
 from deeprecall.sandboxes.local import LocalSandbox
-from deeprecall.sandboxes.protocol import WorkerSession
+from deeprecall.sandboxes.protocol import ToolRefused, WorkerSession
 from tests.sandboxes.support import namespace_tool
 
 pytestmark = pytest.mark.isolation  # a skip is a failure under DEEPRECALL_REQUIRE_ISOLATION=1
@@ -106,3 +106,22 @@ def test_workers_start_and_end_when_the_host_holds_more_than_1024_descriptors(sa
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("route", ["zygote", "exec"])
+def test_the_model_reads_the_same_tool_error_whichever_way_its_worker_started(route: str) -> None:
+    namespace_tool()
+    box = LocalSandbox(isolation="namespace", worker_start=route, pool_size=0)
+
+    def refuse(fn: str, args: dict[str, object]) -> None:
+        raise ToolRefused("the store is down")
+
+    session = WorkerSession(box.start_worker())
+    try:
+        session.handshake(30)
+        session.init(context={}, handler=refuse, output_cap=10_000, limits=box.settings.limits())
+        stderr = session.execute("search_db('x')", timeout=10).stderr
+    finally:
+        session.kill()
+        box.close()
+    assert stderr.splitlines()[-1] == "ToolError: the store is down", stderr
