@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be 1 or more; got {args.workers}")
     settings = _settings(args)  # a bad server: section stops here, before any process starts
+    _cap_malloc_arenas()
     options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level,
                                "timeout_graceful_shutdown": math.ceil(settings.shutdown_grace_seconds)}
     if args.workers > 1:  # each worker process imports the factory and builds its own engine from the same flags
@@ -79,6 +80,21 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.close()
     return 0
+
+
+def _cap_malloc_arenas() -> None:
+    """A long-running server's RSS creeps up by glibc's per-thread arenas keeping freed memory (each query starts
+    short-lived threads; docs/server.md#memory-over-time). This process is ours, so cap them at 2, unless the
+    operator chose: in the environment for the worker processes uvicorn spawns, with mallopt for this one."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    os.environ["MALLOC_ARENA_MAX"] = "2"
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, 2)  # M_ARENA_MAX; not glibc: no such symbol, nothing to cap
+    except (OSError, AttributeError):
+        pass
 
 
 def app_from_environment() -> Any:

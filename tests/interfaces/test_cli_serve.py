@@ -179,6 +179,9 @@ def test_serve_with_two_worker_processes_answers_and_leaves_nothing_behind(tmp_p
         assert all(answers() for _ in range(4))
         wait_until(lambda: len(workers_of(proc.pid)) >= 2, 30, "both worker processes up")
         family = descendants(proc.pid)  # the worker processes and their sandbox workers
+        # glibc's arenas are capped in the server's processes (docs/server.md#memory-over-time)
+        environ = Path(f"/proc/{workers_of(proc.pid)[0]}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=2" in environ
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
