@@ -62,7 +62,9 @@ class PipeChannel:
         self._stderr_tail: collections.deque[bytes] = collections.deque(maxlen=64)
         self._killed = False
         self._lock = threading.Lock()
-        threading.Thread(target=self._drain_stderr, args=(stderr,), name="deeprecall-stderr", daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain_stderr, args=(stderr,), name="deeprecall-stderr",
+                                         daemon=True)
+        self._drainer.start()
 
     def _drain_stderr(self, stream: IO[bytes]) -> None:
         try:
@@ -105,4 +107,7 @@ class PipeChannel:
         raise NotImplementedError
 
     def diagnostics(self) -> str:
+        """The tail of the worker's stderr. Asked for when the worker failed: its last words (say, why it refused
+        to start) may still be in the pipe, so wait a moment for the drain to reach their end."""
+        self._drainer.join(timeout=0.5)
         return b"".join(self._stderr_tail).decode("utf-8", "replace")
