@@ -51,6 +51,20 @@ class Launcher:
 launcher = Launcher()
 
 
+def drain(stream: IO[bytes], tail: collections.deque[bytes]) -> None:
+    """Read a process's stderr to its end (so the process never blocks on a full pipe), keeping the last lines."""
+    try:
+        for line in iter(lambda: stream.readline(4096), b""):
+            tail.append(line)
+    except (OSError, ValueError):
+        pass
+    finally:
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
 class PipeChannel:
     """The worker's stdin and stdout as the protocol's stream; its stderr drained into a small ring buffer.
 
@@ -62,21 +76,9 @@ class PipeChannel:
         self._stderr_tail: collections.deque[bytes] = collections.deque(maxlen=64)
         self._killed = False
         self._lock = threading.Lock()
-        self._drainer = threading.Thread(target=self._drain_stderr, args=(stderr,), name="deeprecall-stderr",
+        self._drainer = threading.Thread(target=drain, args=(stderr, self._stderr_tail), name="deeprecall-stderr",
                                          daemon=True)
         self._drainer.start()
-
-    def _drain_stderr(self, stream: IO[bytes]) -> None:
-        try:
-            for line in iter(lambda: stream.readline(4096), b""):
-                self._stderr_tail.append(line)
-        except (OSError, ValueError):
-            pass
-        finally:
-            try:
-                stream.close()
-            except OSError:
-                pass
 
     def write(self, data: bytes) -> None:
         try:

@@ -24,11 +24,11 @@ import subprocess
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from deeprecall.errors import SandboxError
 from deeprecall.sandboxes import isolation
-from deeprecall.sandboxes.pipe_channel import PipeChannel, launcher
+from deeprecall.sandboxes.pipe_channel import PipeChannel, drain, launcher
 from deeprecall.sandboxes.protocol import worker_source
 
 # Runs as ``python -I -S -c TEMPLATE_BOOT`` with the control socket as fd 0: moves
@@ -144,7 +144,9 @@ class Zygote:
             child.close()
         self._control = host
         self._stderr_tail.clear()
-        threading.Thread(target=self._drain, args=(self._proc.stderr,), name="deeprecall-template", daemon=True).start()
+        # its stderr: a Python traceback if it fails, kept for the error message
+        threading.Thread(target=drain, args=(self._proc.stderr, self._stderr_tail), name="deeprecall-template",
+                         daemon=True).start()
         # As root the template builds the shared read-only root once; otherwise each worker builds its own (a
         # user namespace of the template's own would have to be nested in every worker's).
         base, setup = ((isolation.SETUP_COMMON + isolation.SETUP_BASE, isolation.SETUP_COMMON + isolation.SETUP_WORKER)
@@ -178,14 +180,6 @@ class Zygote:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-
-    def _drain(self, stream: IO[bytes]) -> None:
-        """The template's stderr (a Python traceback if it fails), kept for the error message."""
-        try:
-            for line in iter(lambda: stream.readline(4096), b""):
-                self._stderr_tail.append(line)
-        except (OSError, ValueError):
-            pass
 
     def close(self) -> None:
         with self._lock:
