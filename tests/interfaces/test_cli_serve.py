@@ -21,6 +21,7 @@ from tests.conftest import DOCS, ROOT, SUB, free_port
 from tests.engine.test_cancel import group_alive, wait_until
 from tests.engine.test_query import repl
 from tests.interfaces.test_cli import CLI, clean_env
+from tests.sandboxes.support import alive
 
 KEY = "dr-test-key-for-serve-0123456789"
 DONE = repl('answer["content"] = "Lyon"\nanswer["ready"] = True')
@@ -196,9 +197,3 @@ def all_gone(pids: list[int]) -> None:
     over a short window, not at one instant."""
     wait_until(lambda: not any(alive(p) or group_alive(p) for p in pids), 5, f"the server's processes {pids} gone")
 
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

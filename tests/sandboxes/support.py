@@ -88,3 +88,12 @@ def processes_of_uid(uid: int) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie or a dying process counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -18,7 +18,7 @@ from deeprecall.errors import ConfigError
 from deeprecall.sandboxes import build_sandbox, isolation, local
 from deeprecall.sandboxes.local import LocalSandbox
 from deeprecall.testing.scripted_server import by_turn
-from tests.sandboxes.support import namespace_tool, processes_matching
+from tests.sandboxes.support import alive, namespace_tool, processes_matching
 
 pytestmark = pytest.mark.isolation  # a skip is a failure under DEEPRECALL_REQUIRE_ISOLATION=1
 
@@ -168,10 +168,3 @@ def test_the_sandbox_dies_when_the_host_is_killed(route: str) -> None:
     assert not processes_matching(mark)
     assert not (template and alive(template)), "the worker template outlived the host"
 
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False

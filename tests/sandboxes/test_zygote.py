@@ -15,7 +15,7 @@ import pytest
 from deeprecall.errors import SandboxError
 from deeprecall.sandboxes.local import LocalSandbox
 from deeprecall.sandboxes.protocol import ToolRefused, WorkerSession
-from tests.sandboxes.support import namespace_tool
+from tests.sandboxes.support import alive, namespace_tool
 
 pytestmark = pytest.mark.isolation  # a skip is a failure under DEEPRECALL_REQUIRE_ISOLATION=1
 
@@ -37,15 +37,11 @@ def started(box: LocalSandbox) -> WorkerSession:
 
 def gone(pid: int, within: float = 5.0) -> bool:
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return True
-        except OSError:
-            return True
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.02)
-    return False
+    return True
 
 
 def test_a_worker_holds_only_its_own_pipes(sandbox: LocalSandbox) -> None:
