@@ -108,27 +108,26 @@ class Zygote:
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        fds: list[int] = []
         try:
-            request = json.dumps({"params": self._params_for_one()}).encode("ascii")
-            socket.send_fds(self._control, [request], [in_r, out_w, err_w])
-            data, fds, _flags, _addr = socket.recv_fds(self._control, MAX_REPLY, 1)
-        except BaseException:
-            for fd in (in_w, out_r, err_r):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (in_r, out_w, err_w):
-                os.close(fd)
-        if not data:
-            for fd in (in_w, out_r, err_r):
-                os.close(fd)
-            raise EOFError("the worker template closed its socket")
-        reply = json.loads(data)
-        if "error" in reply or len(fds) != 1:
+            try:
+                request = json.dumps({"params": self._params_for_one()}).encode("ascii")
+                socket.send_fds(self._control, [request], [in_r, out_w, err_w])
+                data, fds, _flags, _addr = socket.recv_fds(self._control, MAX_REPLY, 1)
+            finally:  # the worker's ends are the template's now (or nobody's)
+                for fd in (in_r, out_w, err_w):
+                    os.close(fd)
+            if not data:
+                raise EOFError("the worker template closed its socket")
+            reply = json.loads(data)
+            if "error" in reply or len(fds) != 1:
+                raise SandboxError(f"the worker template could not start a worker: {reply.get('error', reply)}")
+            pid = int(reply["pid"])
+        except BaseException:  # one place closes the host's ends and any pidfd, whatever failed
             for fd in (in_w, out_r, err_r, *fds):
                 os.close(fd)
-            raise SandboxError(f"the worker template could not start a worker: {reply.get('error', reply)}")
-        return ZygoteChannel(int(reply["pid"]), fds[0], in_w, out_r, err_r)
+            raise
+        return ZygoteChannel(pid, fds[0], in_w, out_r, err_r)
 
     def _start(self) -> None:
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
