@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -41,7 +42,7 @@ from deeprecall.providers.base import ChatModel, Completion, Message, rate_limit
 from deeprecall.results import ModelUsage, QueryResult, SearchCall, Source, Step, SubCall, Usage
 from deeprecall.sandboxes.protocol import ToolRefused
 from deeprecall.vectorstores import filters as filter_language
-from deeprecall.vectorstores.base import Filter, VectorStore
+from deeprecall.vectorstores.base import Filter, Hit, VectorStore
 
 if TYPE_CHECKING:
     from deeprecall.engine.recursion import ChildQueries
@@ -73,6 +74,7 @@ class QueryRun:
         self.usage = Usage()
         self.steps: list[Step] = []
         self.sources: dict[str, Source] = {}
+        self._searched: dict[str, list[Hit]] = {}  # this query's searches by (text, k, effective filters)
         self.answer_state: dict[str, Any] = {}
         self.context: dict[str, Any] = {"question": question}
         self.stop: QueryLimitExceeded | None = None
@@ -478,11 +480,22 @@ class QueryRun:
 
     def _run_search(self, query: str, k: int, model_filters: Filter | None) -> list[dict[str, Any]]:
         """One search with the enforced filters ANDed in. A failed search is recorded (with its
-        error) and reported before the error goes on to the model or the caller."""
+        error) and reported before the error goes on to the model or the caller.
+
+        The same search again in this query (same text, top_k and effective filters; models often
+        search the question the engine already searched before turn 1) is answered from this
+        query's memo, not the store: it is still counted, recorded and reported, with its near-zero
+        time. A failed search is not remembered, so a retry reaches the store."""
         effective = filter_language.combine(self.enforced_filters, model_filters)
         started = time.monotonic()
+        key = json.dumps([query, k, effective], sort_keys=True, default=repr)
         try:
-            hits = self.store.search(query, k, effective)
+            with self._lock:
+                hits = self._searched.get(key)
+            if hits is None:
+                hits = self.store.search(query, k, effective)
+                with self._lock:
+                    self._searched[key] = hits
         except Exception as e:
             error = redact(f"{type(e).__name__}: {e}")[:500]
             self._record_search(SearchCall(query, k, model_filters, [], time.monotonic() - started, error), effective)

@@ -291,3 +291,34 @@ def test_finished_queries_leave_no_per_query_objects_behind(llm, make_engine):
     assert not live, f"left behind: {sorted({type(o).__name__ for o in live})}"
     sessions = [o for o in gc.get_objects() if isinstance(o, WorkerSession)]
     assert len(sessions) <= 3 and all(s in engine._pool._idle or s in limited._pool._idle for s in sessions)
+
+
+def test_a_search_repeated_in_one_query_is_answered_from_its_memo_not_the_store(llm, make_engine, store):
+    """The question is searched before turn 1; the model searching it again (as models often do) costs no
+    second store call, while a different top_k or filter does reach the store. All are counted and recorded."""
+    reached: list[tuple[str, int, object]] = []
+    real_search = store.search
+
+    def counting_search(query, top_k=5, filters=None):  # the real store, observed
+        reached.append((query, top_k, filters))
+        return real_search(query, top_k, filters)
+
+    store.search = counting_search
+    code = repl('a = search_db(context["question"])\n'
+                'b = search_db(context["question"])\n'
+                'c = search_db(context["question"], top_k=2)\n'
+                'd = search_db(context["question"], filters={"tenant": "acme"})\n'
+                'hits = a\n'
+                'print(a == b, [h["id"] for h in a][:2] == [h["id"] for h in c], len(d))')
+    server = llm({ROOT: by_turn(code, SUBMIT), SUB: lambda r: "ok"})
+    question = "How much did Acme's revenue grow in 2023?"
+    result = make_engine(server).query(question)
+
+    assert result.error is None
+    assert [(q, k) for q, k, _ in reached] == [(question, 5), (question, 2), (question, 5)]
+    assert reached[2][2] is not None  # the filtered search went to the store with its filter
+    assert result.usage.search_calls == 5
+    searches = result.steps[0].searches
+    assert len(searches) == 5  # the engine's search of the question, then the model's four
+    assert searches[0].result_ids == searches[1].result_ids == searches[2].result_ids
+    assert "True True" in result.steps[0].output
