@@ -16,13 +16,24 @@ formatted into SQL by hand.
 Tables DeepRecall creates get an HNSW index (cosine). pgvector 0.8's iterative
 index scans are switched on per query so a selective filter still returns
 ``top_k`` rows.
+
+Every call to the server is bounded by the store's ``timeout``: connecting through libpq's
+``connect_timeout``, each statement by a client-side deadline (one watchdog thread, ``_Watchdog``, shuts the
+socket of a call that outlives it). The server's own ``statement_timeout`` cannot do this: a server that hangs
+(stopped, swapped out, wedged) enforces nothing, and TCP keepalives never fire while its kernel still ACKs.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
+import math
+import os
 import re
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -44,6 +55,85 @@ _OPS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "
 MAX_BIND_PARAMETERS = 65_535  # PostgreSQL's wire protocol counts a statement's parameters in 16 bits
 T = TypeVar("T")
 _DISTANCE = {"cosine": ("<=>", "vector_cosine_ops"), "l2": ("<->", "vector_l2_ops"), "ip": ("<#>", "vector_ip_ops")}
+DEFAULT_TIMEOUT = 30.0  # seconds any one call to the server may take: a connect, or a statement
+
+
+class _Watch:
+    """One armed call: a duplicate of its connection's socket fd (so a connection closed and its fd number
+    reused meanwhile cannot make the watchdog shut someone else's socket), and whether the deadline fired."""
+
+    __slots__ = ("fd", "fired")
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.fired = fd, False
+
+
+class _Watchdog:
+    """Deadlines for calls blocked on a PostgreSQL socket, served by one daemon thread for the whole process.
+
+    When a call outlives its deadline the thread shuts the socket down (``shutdown(SHUT_RDWR)``: the fd stays
+    open, so it is safe while the calling thread waits on it). libpq, blocked in poll, then reads end-of-file,
+    marks the connection bad and psycopg raises ``OperationalError``. Arming costs a ``dup``, a lock and a heap
+    push; the thread wakes only when the earliest deadline comes (a call that ended is skipped then)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, fd: int, seconds: float) -> _Watch:
+        watch = _Watch(os.dup(fd))
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._order), watch))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="deeprecall-pg-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is watch:  # the new earliest deadline: the thread sleeps until a later one
+                self._cond.notify()
+        return watch
+
+    def disarm(self, watch: _Watch) -> bool:
+        """End the watch (idempotent); True if its deadline fired."""
+        with self._cond:
+            if watch.fd >= 0:
+                os.close(watch.fd)
+                watch.fd = -1
+            self._drop_ended()  # calls end roughly in the order they began, so the heap stays short
+            return watch.fired
+
+    def _drop_ended(self) -> None:
+        while self._heap and self._heap[0][2].fd < 0:
+            heapq.heappop(self._heap)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                self._drop_ended()
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, _, watch = self._heap[0]
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+                watch.fired = True
+                _shut(watch.fd)
+
+
+def _shut(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already shut or reset: the call fails (or has failed) on its own
+    finally:
+        sock.detach()  # the fd stays the watch's, closed by disarm
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _sql() -> Any:
@@ -118,6 +208,11 @@ class PgVectorStore(StoreAdapter):
     A connection the server dropped (a restart, a failover) is replaced by a new one from ``dsn`` on the
     next call, and a call that finds its connection dropped is retried once on a new one, so a store that
     went away and came back serves the next query. A ``connection`` passed in is the caller's to replace.
+
+    ``timeout`` (seconds, default 30; ``None`` for no bound) bounds every call to the server: connecting
+    (libpq's ``connect_timeout``, whole seconds, at least 2; a ``connect_timeout`` in the DSN wins) and each
+    statement. A server that does not answer in time (stopped, wedged) raises ``VectorStoreError`` naming the
+    server and this setting; the call is not retried, its connection is dropped and the next call reconnects.
     """
 
     kind = "pgvector"
@@ -137,10 +232,15 @@ class PgVectorStore(StoreAdapter):
         metadata_column: str | None = "metadata",
         metadata_columns: Sequence[str] | None = None,
         distance: str = "cosine",
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(table, embedding_fn, writable)
         if distance not in _DISTANCE:
             raise ConfigError(f"distance must be one of {sorted(_DISTANCE)}; got {distance!r}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout < math.inf):
+            raise ConfigError(f"timeout must be a positive number of seconds or None; got {timeout!r}")
+        self.timeout = None if timeout is None else float(timeout)
         self.sql = _sql()
         self.id_column, self.text_column, self.vector_column = id_column, text_column, vector_column
         self.metadata_column = None if metadata_columns is not None else metadata_column
@@ -153,7 +253,8 @@ class PgVectorStore(StoreAdapter):
             import psycopg
 
             self._lost = psycopg.OperationalError
-            self.conn = connection if connection is not None else psycopg.connect(self._dsn or "", autocommit=True)
+            self.conn = connection if connection is not None else self._connect()
+            self._server = _server(self.conn)
             self._regclass = self._table.as_string(self.conn)  # quoted, so to_regclass keeps the name's case
             created = self._ensure_table(create)
             dim = self._stored_dim()
@@ -165,14 +266,62 @@ class PgVectorStore(StoreAdapter):
 
     # -- the connection --------------------------------------------------------------
     def _on_connection(self, work: Callable[[Any], T]) -> T:
-        """Run ``work(conn)``; if the server dropped the connection (a restart), once more on a new one."""
+        """Run ``work(conn)`` within the timeout; if the server dropped the connection (a restart), once more on
+        a new one. A call that timed out is not retried: the server is there but not answering."""
         conn = self._live()
         try:
-            return work(conn)
+            return self._bounded(conn, work)
         except self._lost:
             if self._dsn is None or not conn.broken:
                 raise
-        return work(self._reconnect(conn))
+        return self._bounded(self._reconnect(conn), work)
+
+    def _bounded(self, conn: Any, work: Callable[[Any], T]) -> T:
+        """``work(conn)``, its connection's socket shut down if it outlives ``timeout``. A call that timed out
+        raises ``VectorStoreError`` and leaves the connection closed, so the next call reconnects (``_live``)."""
+        if self.timeout is None:
+            return work(conn)
+        try:
+            fd = conn.fileno()
+        except self._lost:  # closed already: work fails at once, as it would have
+            return work(conn)
+        watch = _WATCHDOG.arm(fd, self.timeout)
+        try:
+            return work(conn)
+        except Exception as e:
+            if _WATCHDOG.disarm(watch):
+                raise VectorStoreError(self._hung(f"did not answer within {self.timeout:g} s",
+                                                  f"timeout= on the store (now {self.timeout:g} s)")) from e
+            raise
+        finally:
+            if _WATCHDOG.disarm(watch):
+                conn.close()  # shut down under the call: dropped whether or not the call noticed
+
+    def _connect(self) -> Any:
+        """A new connection from ``dsn``; connecting is bounded by the DSN's ``connect_timeout``, else by
+        ``timeout`` (libpq counts whole seconds, at least 2)."""
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        dsn = self._dsn or ""
+        own = conninfo_to_dict(dsn).get("connect_timeout")
+        bound: dict[str, Any] = {} if own is not None or self.timeout is None else {"connect_timeout": math.ceil(self.timeout)}
+        try:
+            return psycopg.connect(dsn, autocommit=True, **bound)
+        except psycopg.errors.ConnectionTimeout as e:
+            seconds = own if own is not None else max(2, bound.get("connect_timeout", 0))
+            setting = ("connect_timeout in the DSN" if own is not None
+                       else f"timeout= on the store (now {self.timeout:g} s)")
+            raise VectorStoreError(self._hung(f"did not complete a connection within {seconds} s", setting,
+                                              _server_in(dsn))) from e
+
+    def _hung(self, what: str, setting: str, server: str | None = None) -> str:
+        after = "the next call connects anew" if self._dsn is not None else "replace the connection you passed"
+        return (
+            f"{self!r}: the PostgreSQL server at {server or self._server} {what}; it is hung or overloaded. "
+            f"The call was abandoned and its connection dropped ({after}). If the server is only slow, "
+            f"raise {setting}."
+        )
 
     def _live(self) -> Any:
         conn = self.conn
@@ -180,11 +329,10 @@ class PgVectorStore(StoreAdapter):
 
     def _reconnect(self, dropped: Any) -> Any:
         """Replace ``dropped`` (once, however many threads saw it drop); raises if the server is still away."""
-        import psycopg
-
         with self._reconnecting:
             if self.conn is dropped:
-                self.conn = psycopg.connect(self._dsn or "", autocommit=True)
+                self.conn = self._connect()
+                self._server = _server(self.conn)
                 dropped.close()
             return self.conn
 
@@ -336,6 +484,23 @@ class PgVectorStore(StoreAdapter):
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _server(conn: Any) -> str:
+    """host:port of a live connection, for messages (never the user or password)."""
+    try:
+        return f"{conn.info.host}:{conn.info.port}"
+    except Exception:
+        return "(unknown)"
+
+
+def _server_in(dsn: str) -> str:
+    """host:port a DSN names (libpq's defaults when it names none), for messages."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "localhost"
+    return f"{host}:{params.get('port') or os.environ.get('PGPORT') or 5432}"
 
 
 def _score(distance: str, d: float) -> float:

@@ -58,6 +58,7 @@ class PrivatePostgres:
         self.data = self.root / "data"
         self.port = free_port()
         self.dsn = f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
+        self.paused: list[int] = []
         (self.root / "pw").write_text(self.password)
         try:
             self._initdb()
@@ -84,7 +85,37 @@ class PrivatePostgres:
         """``pg_ctl stop -m immediate``: every backend dies at once, as in a crash; clients see closed sockets."""
         self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
+    def processes(self) -> list[int]:
+        """This cluster's postmaster (from its own data directory's postmaster.pid) and its children (backends,
+        checkpointer, walwriter...); never another cluster's."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def pause(self) -> None:
+        """SIGSTOP every process of the cluster, the postmaster first (so it forks no new backend): the server
+        hangs. Its sockets stay open and the kernel still ACKs and queues, so clients just wait."""
+        postmaster = self.processes()[0]
+        os.kill(postmaster, signal.SIGSTOP)
+        self.paused = [postmaster]
+        for pid in self.processes()[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                self.paused.append(pid)
+
+    def resume(self) -> None:
+        """SIGCONT what ``pause`` stopped."""
+        for pid in reversed(self.paused):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.paused = []
+
     def close(self) -> None:
+        self.resume()  # a stopped postmaster would not act on pg_ctl's SIGQUIT
         subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m",
                         "immediate", "stop"], capture_output=True, timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)
