@@ -41,7 +41,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "qdrant": ("url", "api_key", "path", "location", "text_field", "id_field", "metadata_field", "metadata_fields",
                "vector_name"),
     "pgvector": ("dsn", "id_column", "text_column", "vector_column", "metadata_column", "metadata_columns",
-                 "distance"),
+                 "distance", "timeout"),
     "faiss": ("path", "index", "documents", "text_field", "id_field", "metadata_field", "normalize"),
     "milvus": ("uri", "token", "text_field", "id_field", "vector_field", "metadata_field", "metadata_fields"),
     "lancedb": ("uri", "text_field", "id_field", "vector_field", "metadata_fields"),

@@ -111,9 +111,10 @@ def test_pgvector_plain_columns_mapping(pg_dsn, request):
                          [f"k{i}", text, str(list(map(float, v))), meta["year"]])
     store = open_store(StoreSpec.from_mapping({
         "type": "pgvector", "dsn": pg_dsn, "table": table, "embedding": EMBEDDING, "id_column": "doc_key",
-        "text_column": "body", "vector_column": "emb", "metadata_columns": ["lang", "year"]}))
+        "text_column": "body", "vector_column": "emb", "metadata_columns": ["lang", "year"], "timeout": 12}))
     hit = store.search("Initech Austin", top_k=1, filters={"year": {"$lt": 2021}})[0]
     assert (hit.id, hit.content, hit.metadata) == ("k2", DOCS[2], {"lang": "en", "year": 2020})
+    assert store.timeout == 12.0  # a config file bounds a hung server's calls too
     store.close()
 
 
