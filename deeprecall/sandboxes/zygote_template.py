@@ -27,7 +27,9 @@ the worker ends itself when its stdin closes.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
+import resource
 import signal
 import socket
 from typing import Any, NoReturn
@@ -38,6 +40,7 @@ PR_SET_PDEATHSIG = 1
 HOSTNAME = b"deeprecall-sandbox"
 PROBE_OK = b"deeprecall-probe-ok"
 libc = ctypes.CDLL(None, use_errno=True)
+MAX_FD = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 1 << 30)
 
 
 def fail(what: str) -> NoReturn:
@@ -53,14 +56,10 @@ def die_with_parent(parent: int | None) -> None:
         os._exit(1)
 
 
-def close_all_but(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+def close_from(low: int) -> None:
+    """Close every descriptor from ``low`` up: one close_range(2) (Linux 5.9+; listing /proc/self/fd and closing
+    one by one cost a tenth of a worker start). No descriptor can be numbered past the hard RLIMIT_NOFILE."""
+    os.closerange(low, MAX_FD)
 
 
 def new_namespaces(as_root: bool, uid: int, gid: int) -> None:
@@ -136,7 +135,7 @@ class Template:
         os.close(report_w)
         os.read(release_r, 1)  # the host holds a pidfd on the worker before it can be reaped and its pid reused
         os.close(release_r)
-        close_all_but(set())
+        close_from(0)
         while True:
             try:
                 os.waitpid(worker, 0)
@@ -153,7 +152,7 @@ class Template:
             libc.sethostname(HOSTNAME, len(HOSTNAME))
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
-            close_all_but({0, 1, 2})
+            close_from(3)
             exec(self.setup, {"_P": params})  # the new root, chroot, the uid, no_new_privs
         except BaseException as e:  # the host reads why from the worker's stderr
             os.write(2, f"deeprecall: the sandbox could not be set up: {e}\n".encode("ascii", "replace"))
@@ -253,6 +252,9 @@ def main(control: socket.socket) -> NoReturn:
     if why:
         os._exit(1)
     del config, json
+    # Everything loaded so far outlives every worker: frozen, a worker's garbage collections (its cells allocate)
+    # never walk it, so they do not copy the template's pages it shares with every other worker.
+    gc.freeze()
     template.serve()
 
 
