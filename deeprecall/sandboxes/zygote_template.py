@@ -7,9 +7,11 @@ worker's source and the sandbox's setup code (``isolation.SETUP_BODY``). The
 template loads the worker code once and afterwards only forks.
 
 Why a fork costs so little and still isolates as much as an exec: per worker,
-the template forks a *keeper* that ``unshare``s fresh namespaces (mount, PID,
-network, IPC, UTS, cgroup; user too when not root) and forks the worker, PID 1
-of its new PID namespace. The worker builds its own root (read-only binds, a
+the template ``unshare``s fresh namespaces (mount, PID, network, IPC, UTS,
+cgroup), forks the worker, PID 1 of its new PID namespace, and goes back to
+its own namespaces (``setns``). Not root, a *keeper* forked per worker does the
+``unshare`` (a user namespace too, which the template could not leave again)
+and the second fork. The worker builds its own root (read-only binds, a
 private /tmp), chroots, drops to a uid of its own with no capabilities and
 ``no_new_privs``, closes every descriptor but its three pipes, and only then runs
 the worker loop. It cannot see the template or another worker (other PID
@@ -20,7 +22,8 @@ The template holds no secret to inherit: it is started with a scrubbed
 environment and never receives anything but pipes and these parameters.
 
 Death follows the host: the template has PR_SET_PDEATHSIG on the host's
-launcher thread, each keeper on the template, each worker on its keeper; and
+launcher thread, each worker on the template (or on its keeper, and the keeper
+on the template); and
 the worker ends itself when its stdin closes.
 """
 
@@ -62,17 +65,25 @@ def close_from(low: int) -> None:
     os.closerange(low, MAX_FD)
 
 
-def new_namespaces(as_root: bool, uid: int, gid: int) -> None:
-    """Called in the keeper: the worker it forks next starts in all of these."""
-    flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
-    if not as_root:
-        flags |= CLONE_NEWUSER
-    if libc.unshare(flags | CLONE_NEWCGROUP) != 0 and libc.unshare(flags) != 0:
+WORKER_NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
+# The template's own namespaces, by the name /proc/self/ns gives them, that a worker gets fresh ones of.
+HOME_NAMESPACES = {"mnt": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "pid": CLONE_NEWPID,
+                   "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP}
+
+
+def unshare_for_worker(extra: int = 0) -> None:
+    """Fresh namespaces for the next child (its PID namespace's PID 1); cgroup too where the kernel has it."""
+    if libc.unshare(WORKER_NAMESPACES | extra | CLONE_NEWCGROUP) != 0 and libc.unshare(WORKER_NAMESPACES | extra) != 0:
         fail("unshare")
-    if not as_root:  # inside its user namespace the worker is 65534 (as with bubblewrap), mapped to the host user
-        for path, text in (("setgroups", "deny"), ("uid_map", f"65534 {uid} 1"), ("gid_map", f"65534 {gid} 1")):
-            with open("/proc/self/" + path, "w") as f:
-                f.write(text)
+
+
+def new_namespaces(uid: int, gid: int) -> None:
+    """Not root, in the keeper: a user namespace too, in which the worker is 65534 (as with bubblewrap), mapped
+    to the host user."""
+    unshare_for_worker(CLONE_NEWUSER)
+    for path, text in (("setgroups", "deny"), ("uid_map", f"65534 {uid} 1"), ("gid_map", f"65534 {gid} 1")):
+        with open("/proc/self/" + path, "w") as f:
+            f.write(text)
 
 
 class Template:
@@ -89,9 +100,61 @@ class Template:
         self.worker: dict[str, Any] = {"__name__": "__deeprecall_template__"}
         exec(compile(self.worker_source.decode("ascii"), "<deeprecall-worker>", "exec"), self.worker)
         self.pid = os.getpid()
+        # As root the template forks workers itself: it enters fresh namespaces, forks, and goes back to these.
+        self.home = {flag: os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                     for name, flag in HOME_NAMESPACES.items()} if self.as_root else {}
 
-    def spawn(self, params: dict[str, Any], fds: list[int], probe: bool = False) -> tuple[int, int]:
-        """Fork a keeper and its worker; return the worker's pid (as the host sees it)."""
+    def spawn(self, params: dict[str, Any], fds: list[int], probe: bool = False) -> tuple[int, int | None]:
+        """Start a worker; return its pid (as the host sees it) and, from a keeper, the fd that releases it."""
+        if self.as_root:
+            return self.spawn_direct(params, fds, probe), None
+        return self.spawn_kept(params, fds, probe)
+
+    def spawn_direct(self, params: dict[str, Any], fds: list[int], probe: bool) -> int:
+        """As root: unshare, fork the worker, and return to the template's own namespaces. No keeper process
+        (its fork, copy-on-write faults and exit were a third of a worker's start). SIGCHLD stays blocked
+        until the caller holds a pidfd on the worker, so the template cannot reap it, and free its pid for
+        reuse, before then (``handle`` unblocks it)."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            unshare_for_worker()
+            worker = os.fork()
+        except OSError:
+            self.go_home()
+            self.let_go(None)
+            raise
+        if worker == 0:
+            self.forked()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            self.worker_main(params, fds, probe)
+        self.go_home()
+        return worker
+
+    def forked(self) -> None:
+        """First thing in a child of the template (a keeper, or a worker forked directly)."""
+        self.control.detach()  # closed as a raw fd later; the socket object must not close a reused number
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the template reaps in a handler; its children do not
+
+    @staticmethod
+    def let_go(release: int | None) -> None:
+        """Once the host holds a pidfd on the worker: its keeper may go on to wait for it, or (no keeper) the
+        template may reap it."""
+        if release is not None:
+            os.close(release)
+        else:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+
+    def go_home(self) -> None:
+        """Back into the template's own namespaces; a template that cannot must not fork again, so it ends
+        (the host starts a new one)."""
+        for flag, fd in self.home.items():
+            if libc.setns(fd, flag) != 0 and flag != CLONE_NEWCGROUP:
+                os.write(2, b"deeprecall: the worker template could not return to its namespaces\n")
+                os._exit(1)
+
+    def spawn_kept(self, params: dict[str, Any], fds: list[int], probe: bool) -> tuple[int, int]:
+        """Not root: fork a keeper (it enters a user namespace, which the template could not leave again) and
+        its worker; return the worker's pid (as the host sees it) and the fd that lets the keeper go on."""
         report_r, report_w = os.pipe()
         release_r, release_w = os.pipe()
         keeper = os.fork()
@@ -119,10 +182,9 @@ class Template:
 
     def keeper(self, params: dict[str, Any], fds: list[int], report_w: int, release_r: int, probe: bool) -> NoReturn:
         die_with_parent(self.pid)
-        self.control.detach()  # closed below as a raw fd; the socket object must not close a reused number later
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the template reaps in a handler; here (and in the worker) no
+        self.forked()
         try:
-            new_namespaces(self.as_root, *self.host_ids)
+            new_namespaces(*self.host_ids)
             worker = os.fork()
         except OSError as e:
             os.write(report_w, f"error {e}".encode("ascii", "replace"))
@@ -179,11 +241,11 @@ class Template:
         err_r, err_w = os.pipe()
         try:
             _pid, release = self.spawn(params, [null, null, err_w], probe=True)
-            os.close(release)
+            self.let_go(release)
             os.close(err_w)
             err_w = -1
             said = b""
-            while True:  # until the worker and its keeper have closed the pipe
+            while True:  # until the worker (and its keeper) have closed the pipe
                 chunk = os.read(err_r, 4096)
                 if not chunk:
                     break
@@ -216,7 +278,7 @@ class Template:
             try:
                 send = [os.pidfd_open(pid)]
             finally:
-                os.close(release)
+                self.let_go(release)
             reply = {"pid": pid}
         except OSError as e:
             reply = {"error": str(e)}

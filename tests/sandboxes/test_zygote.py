@@ -121,3 +121,26 @@ def test_the_model_reads_the_same_tool_error_whichever_way_its_worker_started(ro
         session.kill()
         box.close()
     assert stderr.splitlines()[-1] == "ToolError: the store is down", stderr
+
+
+def test_the_template_forks_each_worker_into_fresh_namespaces_and_stays_in_its_own(sandbox: LocalSandbox) -> None:
+    """As root the template enters a worker's namespaces to fork it, then goes back (setns): were it left in
+    them, the next worker's namespaces, or the template itself, would be shared with the last worker."""
+    kinds = ("mnt", "net", "ipc", "uts", "pid_for_children", "cgroup")
+    first = started(sandbox)
+    assert sandbox._zygote is not None and sandbox._zygote.template_pid is not None
+    template = sandbox._zygote.template_pid
+
+    def links(pid: int) -> dict[str, str]:
+        return {kind: os.readlink(f"/proc/{pid}/ns/{kind}") for kind in kinds
+                if os.path.exists(f"/proc/{pid}/ns/{kind}")}
+
+    home = links(template)
+    workers = [first, started(sandbox), started(sandbox)]
+    seen = [links(w._channel.pid) for w in workers]  # type: ignore[attr-defined]
+    assert links(template) == home  # the template is back in its own namespaces after every fork
+    for kind in ("mnt", "net", "ipc", "uts"):
+        values = [s[kind] for s in seen]
+        assert len(set(values)) == 3 and home[kind] not in values, (kind, values, home[kind])
+    for w in workers:
+        w.kill()
