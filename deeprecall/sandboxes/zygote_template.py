@@ -22,9 +22,8 @@ The template holds no secret to inherit: it is started with a scrubbed
 environment and never receives anything but pipes and these parameters.
 
 Death follows the host: the template has PR_SET_PDEATHSIG on the host's
-launcher thread, each worker on the template (or on its keeper, and the keeper
-on the template); and
-the worker ends itself when its stdin closes.
+launcher thread, each worker on the template (not root: on its keeper, and the
+keeper on the template); and the worker ends itself when its stdin closes.
 """
 
 from __future__ import annotations
@@ -102,7 +101,8 @@ class Template:
         self.pid = os.getpid()
         # As root the template forks workers itself: it enters fresh namespaces, forks, and goes back to these.
         self.home = {flag: os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-                     for name, flag in HOME_NAMESPACES.items()} if self.as_root else {}
+                     for name, flag in HOME_NAMESPACES.items()
+                     if self.as_root and os.path.exists(f"/proc/self/ns/{name}")}  # cgroup: Linux 4.6+
 
     def spawn(self, params: dict[str, Any], fds: list[int], probe: bool = False) -> tuple[int, int | None]:
         """Start a worker; return its pid (as the host sees it) and, from a keeper, the fd that releases it."""
@@ -209,7 +209,7 @@ class Template:
 
     def worker_main(self, params: dict[str, Any], fds: list[int], probe: bool) -> NoReturn:
         try:
-            die_with_parent(None)  # its parent (the keeper) is outside its PID namespace: getppid() is 0
+            die_with_parent(None)  # its parent (template or keeper) is outside its PID namespace: getppid() is 0
             os.setsid()
             libc.sethostname(HOSTNAME, len(HOSTNAME))
             for target, fd in enumerate(fds):
