@@ -77,7 +77,7 @@ def machine_busy() -> float:
 def worker_start_cpu(engine: DeepRecall, count: int) -> float:
     """Host plus worker CPU of one worker start-up (and its kill), averaged over ``count`` started one at a time.
 
-    Forked workers (the default): the template's CPU including its reaped children (keepers, which reap the
+    Forked workers (the default): the template's CPU including its reaped children (workers, or keepers that reap the
     workers). Exec workers: each worker's tree from /proc before the kill (bwrap and the worker in its PID
     namespace), since a worker killed inside a PID namespace is not reaped by us and getrusage misses it."""
     pool = engine._pool  # the engine's own pool: the same sandbox settings its queries get
@@ -91,7 +91,7 @@ def worker_start_cpu(engine: DeepRecall, count: int) -> float:
         if not template:
             worker += sum(proc_cpu(p) for p in [pid, *descendants(pid)])
         session.kill()
-    if template:  # the template reaps each worker's keeper, which reaps the worker: all of it lands in its cutime
+    if template:  # the template reaps each worker (not root: its keeper, which reaps the worker): all lands in its cutime
         time.sleep(0.3)
         worker = proc_cpu(template) - before
     return (time.process_time() - host + worker) / count

@@ -61,8 +61,9 @@ class ZygoteChannel(PipeChannel):
         super().__init__(os.fdopen(stdin, "wb"), os.fdopen(stdout, "rb"), os.fdopen(stderr, "rb"))
 
     def _end(self) -> None:
-        """SIGKILL the worker, PID 1 of its namespace: the kernel ends everything else in it. Not waited for: its
-        keeper reaps it, and waiting for the namespace's teardown cost each query ~4 ms of wall time."""
+        """SIGKILL the worker, PID 1 of its namespace: the kernel ends everything else in it. Not waited for: the
+        template (not root: its keeper) reaps it, and waiting for the namespace's teardown cost each query ~4 ms of
+        wall time."""
         try:
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
         except OSError:  # already gone
@@ -171,7 +172,7 @@ class Zygote:
     def _stop(self) -> None:
         control, proc, self._control, self._proc = self._control, self._proc, None, None
         if control is not None:
-            control.close()  # the template exits on EOF; its keepers and workers die with it
+            control.close()  # the template exits on EOF; its workers (and keepers) die with it
         if proc is None:
             return
         try:
