@@ -13,6 +13,10 @@ The zygote's workers (deeprecall/sandboxes/zygote_template.py) pay the last row 
 chroot, uid, the worker loop) and the host's request; ``benchmarks/throughput.py`` prints that whole start. No
 change to DeepRecall's code can take a start below the last row without giving up one of its namespaces.
 Run as root (or where unprivileged user namespaces are allowed: rows then add a user namespace).
+
+Stdlib only, on purpose: the /proc/stat reading and the CLONE_* values have twins in overhead.py and
+zygote_template.py, but importing either pulls in the deeprecall package, and the interpreter being forked
+would no longer be the bare one this floor is about.
 """
 
 from __future__ import annotations
